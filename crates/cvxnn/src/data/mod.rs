@@ -1,0 +1,1 @@
+//! Data sets: CSV loading, label encoding, standardization, splits, gate files.

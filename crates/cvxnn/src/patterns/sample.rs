@@ -1,0 +1,1 @@
+//! Seeded Gaussian gate sampling.

@@ -10,3 +10,9 @@ pub mod program;
 
 pub use error::{CvxnnError, Result};
 pub use linalg::Matrix;
+pub mod operator;
+pub mod penalty;
+pub mod certificate;
+pub mod solver;
+pub mod network;
+// pub mod estimator;

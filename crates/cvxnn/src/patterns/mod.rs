@@ -4,3 +4,5 @@ mod masks;
 pub mod sample;
 
 pub use masks::{pack, Masks, PatternSet};
+
+pub use sample::{patterns_from_gates, sample_patterns, GatedPatterns};

@@ -11,3 +11,26 @@ pub enum ModelKind {
     /// ReLU: the exact cone-constrained program (Pilanci & Ergen 2020).
     Relu,
 }
+
+mod two_layer;
+
+pub use two_layer::TwoLayerProgram;
+
+impl ModelKind {
+    /// Variable columns per pattern (`1` for gated, `2` for ReLU: `v_i` and `w_i`).
+    pub fn columns_per_pattern(self) -> usize {
+        match self {
+            ModelKind::GatedRelu => 1,
+            ModelKind::Relu => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::GatedRelu => "gated-relu",
+            ModelKind::Relu => "relu",
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! The non-convex two-layer networks that the convex solutions rebuild into, their objective
+//! (DESIGN section 0), and their export in PyTorch naming.
+
+mod decompose;
+mod export;
+
+pub use decompose::decompose_gated;
+pub use export::{RawNetwork, TorchNames};
+
+use crate::error::{CvxnnError, Result};
+use crate::linalg::Matrix;
+use crate::loss::LossKind;
+use crate::program::ModelKind;
+
+/// `f(x) = sum_j alpha_j act_j(x)` on the design matrix (preprocessed features, bias column
+/// included), with `act_j(x) = (x^T u_j)_+` (ReLU) or `1[x^T g_j >= 0] x^T u_j` (gated ReLU).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    /// Hidden weights `u_j`, one neuron per column (`d x m`).
+    pub hidden: Matrix,
+    /// Output weights `alpha_j`.
+    pub alpha: Vec<f64>,
+    /// Gates `g_j` (`d x m`), only for gated ReLU networks.
+    pub gates: Option<Matrix>,
+}
+
+impl Network {
+    /// Rebuilds the network from a convex solution (DESIGN section 1): for every non-zero
+    /// `v_i`, a neuron `u = v_i / sqrt(||v_i||)` with `alpha = sqrt(||v_i||)`; for `w_i` the same
+    /// with `alpha = -sqrt(||w_i||)`; gated groups keep their gate.
+    pub fn from_convex(model: ModelKind, d: usize, vars: &[f64], gates: Option<&Matrix>) -> Result<Network> {
+        let cols = if d == 0 { 0 } else { vars.len() / d };
+        if d == 0 || cols * d != vars.len() {
+            return Err(CvxnnError::Shape(format!("{} variables do not split into groups of {d}", vars.len())));
+        }
+        let p = cols / model.columns_per_pattern();
+        if model == ModelKind::GatedRelu {
+            match gates {
+                Some(g) if g.nrows() == d && g.ncols() == p => {}
+                _ => return Err(CvxnnError::Shape("gated network needs one d-vector gate per group".into())),
+            }
+        }
+        let mut hidden = Vec::new();
+        let mut alpha = Vec::new();
+        let mut kept_gates = Vec::new();
+        for c in 0..cols {
+            let v = &vars[c * d..(c + 1) * d];
+            let nrm = crate::linalg::norm2(v);
+            if nrm == 0.0 {
+                continue;
+            }
+            let s = nrm.sqrt();
+            hidden.extend(v.iter().map(|a| a / s));
+            alpha.push(if c < p { s } else { -s });
+            if let Some(g) = gates {
+                kept_gates.extend_from_slice(g.col(c % p));
+            }
+        }
+        let m = alpha.len();
+        let hidden = Matrix::from_col_major(d, m, hidden).ok_or_else(|| CvxnnError::Shape("rebuild".into()))?;
+        let gates = match model {
+            ModelKind::GatedRelu => Some(Matrix::from_col_major(d, m, kept_gates).ok_or_else(|| CvxnnError::Shape("rebuild".into()))?),
+            ModelKind::Relu => None,
+        };
+        Ok(Network { hidden, alpha, gates })
+    }
+
+    /// Number of hidden neurons.
+    pub fn neurons(&self) -> usize {
+        self.alpha.len()
+    }
+
+    /// Input width `d` (bias column included).
+    pub fn input_dim(&self) -> usize {
+        self.hidden.nrows()
+    }
+
+    /// Predictions on a design matrix (`n x d`).
+    pub fn forward(&self, x: &Matrix) -> Result<Vec<f64>> {
+        if x.ncols() != self.input_dim() {
+            return Err(CvxnnError::Shape(format!(
+                "network takes {} inputs, data has {} columns",
+                self.input_dim(),
+                x.ncols()
+            )));
+        }
+        let pre = x.matmul(&self.hidden);
+        let gate_pre = self.gates.as_ref().map(|g| x.matmul(g));
+        let mut out = vec![0.0; x.nrows()];
+        for (j, &a) in self.alpha.iter().enumerate() {
+            let col = pre.col(j);
+            match &gate_pre {
+                None => {
+                    for (o, &v) in out.iter_mut().zip(col) {
+                        *o += a * v.max(0.0);
+                    }
+                }
+                Some(gp) => {
+                    for ((o, &v), &g) in out.iter_mut().zip(col).zip(gp.col(j)) {
+                        if g >= 0.0 {
+                            *o += a * v;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Weight-decay objective `(1/n) sum loss + (lambda/2) sum_j (||u_j||^2 + alpha_j^2)`.
+    pub fn objective(&self, x: &Matrix, y: &[f64], loss: LossKind, lambda: f64) -> Result<f64> {
+        if y.len() != x.nrows() {
+            return Err(CvxnnError::Shape(format!("{} targets for {} samples", y.len(), x.nrows())));
+        }
+        let z = self.forward(x)?;
+        let decay: f64 = (0..self.neurons())
+            .map(|j| {
+                let u = self.hidden.col(j);
+                crate::linalg::dot(u, u) + self.alpha[j] * self.alpha[j]
+            })
+            .sum();
+        Ok(loss.value(&z, y) + 0.5 * lambda * decay)
+    }
+}

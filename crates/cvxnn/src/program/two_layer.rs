@@ -1,0 +1,215 @@
+//! The two-layer programs of DESIGN section 1: gated ReLU (group lasso) and ReLU
+//! (cone-constrained group lasso) over a fixed set of activation patterns.
+
+use super::ModelKind;
+use crate::error::{CvxnnError, Result};
+use crate::linalg::Matrix;
+use crate::loss::LossKind;
+use crate::operator::{ArrangementOperator, Layout, LinearMap};
+use crate::patterns::Masks;
+use crate::penalty::GroupL2;
+use crate::solver::augmented_lagrangian::solve_cone_constrained;
+use crate::solver::fista::solve_group_lasso;
+use crate::solver::{Progress, Solution, SolverSettings};
+
+/// `min (1/n) sum_j loss((sum_i D_i X u_i)_j, y_j) + lambda sum_i ||u_i||`, plus, for
+/// [`ModelKind::Relu`], `u_i = v_i - w_i` with `(2 D_i - I) X v_i >= 0`, `(2 D_i - I) X w_i >= 0`.
+///
+/// Variables are a `d x P` matrix (gated) or `d x 2P` (ReLU: `[V W]`), column-major.
+#[derive(Clone, Copy, Debug)]
+pub struct TwoLayerProgram<'a> {
+    x: &'a Matrix,
+    y: &'a [f64],
+    masks: &'a Masks,
+    loss: LossKind,
+    model: ModelKind,
+    lambda: f64,
+}
+
+impl<'a> TwoLayerProgram<'a> {
+    /// Checks every shape and domain, then builds the program.
+    pub fn new(
+        x: &'a Matrix,
+        y: &'a [f64],
+        masks: &'a Masks,
+        loss: LossKind,
+        model: ModelKind,
+        lambda: f64,
+    ) -> Result<Self> {
+        if x.nrows() == 0 || x.ncols() == 0 {
+            return Err(CvxnnError::Shape(format!(
+                "data matrix is {} x {}; it needs at least one sample and one column",
+                x.nrows(),
+                x.ncols()
+            )));
+        }
+        if y.len() != x.nrows() {
+            return Err(CvxnnError::Shape(format!(
+                "{} targets for {} samples",
+                y.len(),
+                x.nrows()
+            )));
+        }
+        if masks.n() != x.nrows() {
+            return Err(CvxnnError::Shape(format!(
+                "patterns cover {} samples, data has {}",
+                masks.n(),
+                x.nrows()
+            )));
+        }
+        if masks.is_empty() {
+            return Err(CvxnnError::arg("patterns", "no activation pattern to solve over"));
+        }
+        if !(lambda.is_finite() && lambda > 0.0) {
+            return Err(CvxnnError::arg(
+                "lambda",
+                format!("must be a finite number > 0, got {lambda}"),
+            ));
+        }
+        if let Some(v) = x.as_slice().iter().find(|v| !v.is_finite()) {
+            return Err(CvxnnError::arg("x", format!("data contains {v}")));
+        }
+        loss.check_targets(y)?;
+        Ok(TwoLayerProgram {
+            x,
+            y,
+            masks,
+            loss,
+            model,
+            lambda,
+        })
+    }
+
+    /// Number of variables (`d * P` or `d * 2P`).
+    pub fn n_vars(&self) -> usize {
+        self.x.ncols() * self.masks.len() * self.model.columns_per_pattern()
+    }
+
+    /// The model.
+    pub fn model(&self) -> ModelKind {
+        self.model
+    }
+
+    /// The loss.
+    pub fn loss(&self) -> LossKind {
+        self.loss
+    }
+
+    /// Regularization strength.
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+
+    /// The data matrix.
+    pub fn x(&self) -> &Matrix {
+        self.x
+    }
+
+    /// The targets.
+    pub fn y(&self) -> &[f64] {
+        self.y
+    }
+
+    /// The patterns.
+    pub fn masks(&self) -> &Masks {
+        self.masks
+    }
+
+    /// The group-L2 penalty (one group per variable column).
+    pub fn penalty(&self) -> GroupL2 {
+        GroupL2::new(self.lambda, self.x.ncols())
+    }
+
+    /// The prediction operator (no constraint rows).
+    pub fn prediction_operator(&self) -> ArrangementOperator<'a> {
+        let layout = match self.model {
+            ModelKind::GatedRelu => Layout::Gated,
+            ModelKind::Relu => Layout::Relu,
+        };
+        ArrangementOperator::new(self.x, self.masks, layout)
+    }
+
+    /// Predictions `z = sum_i D_i X u_i` of a variable vector.
+    pub fn predict(&self, vars: &[f64]) -> Result<Vec<f64>> {
+        self.check_len(vars)?;
+        let op = self.prediction_operator();
+        let mut z = vec![0.0; op.image_len()];
+        op.apply(vars, &mut z);
+        Ok(z)
+    }
+
+    /// Convex objective at `vars` (DESIGN section 0 scaling).
+    pub fn objective(&self, vars: &[f64]) -> Result<f64> {
+        let z = self.predict(vars)?;
+        Ok(self.loss.value(&z, self.y) + self.penalty().value(vars))
+    }
+
+    /// Largest relative cone-constraint violation at `vars` (0 for gated ReLU).
+    pub fn violation(&self, vars: &[f64]) -> Result<f64> {
+        self.check_len(vars)?;
+        if self.model == ModelKind::GatedRelu {
+            return Ok(0.0);
+        }
+        let op = ArrangementOperator::new(self.x, self.masks, Layout::ReluConstrained);
+        let mut img = vec![0.0; op.image_len()];
+        op.apply(vars, &mut img);
+        let c = &img[self.x.nrows()..];
+        let scale = c.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = c.iter().fold(0.0f64, |m, v| m.max(-v));
+        Ok(if scale > 0.0 { worst / scale } else { 0.0 })
+    }
+
+    fn check_len(&self, vars: &[f64]) -> Result<()> {
+        if vars.len() != self.n_vars() {
+            return Err(CvxnnError::Shape(format!(
+                "{} variables given, the program has {}",
+                vars.len(),
+                self.n_vars()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Solves the program with the first-order method that fits it (R-FISTA for gated ReLU,
+    /// augmented Lagrangian for ReLU), from `warm` or from zero.
+    pub fn solve(
+        &self,
+        settings: &SolverSettings,
+        warm: Option<&[f64]>,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Solution> {
+        settings.validate()?;
+        let zero;
+        let x0 = match warm {
+            Some(w) => {
+                self.check_len(w)?;
+                w
+            }
+            None => {
+                zero = vec![0.0; self.n_vars()];
+                &zero
+            }
+        };
+        let penalty = self.penalty();
+        Ok(match self.model {
+            ModelKind::GatedRelu => solve_group_lasso(
+                &self.prediction_operator(),
+                self.loss,
+                self.y,
+                &penalty,
+                x0,
+                settings,
+                progress,
+            ),
+            ModelKind::Relu => solve_cone_constrained(
+                &ArrangementOperator::new(self.x, self.masks, Layout::ReluConstrained),
+                self.loss,
+                self.y,
+                &penalty,
+                x0,
+                settings,
+                progress,
+            ),
+        })
+    }
+}

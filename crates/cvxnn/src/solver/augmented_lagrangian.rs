@@ -1,0 +1,165 @@
+//! Augmented Lagrangian for cone-constrained group lasso (DESIGN section 6):
+//! `min h(A x) + penalty(x)` s.t. `C x >= 0`, with inner R-FISTA on
+//! `h(A x) + (rho/2) ||(gamma/rho - C x)_+||^2 + penalty(x)` and `gamma <- (gamma - rho C x)_+`.
+//!
+//! The operator's image is `[A x; C x]`; the first `n` entries are the predictions.
+
+use super::fista::{fista, initial_step, Control, ImageFunction};
+use super::{relative_gap, Progress, Solution, SolverSettings, Status};
+use crate::certificate::dual_bound;
+use crate::loss::LossKind;
+use crate::operator::LinearMap;
+use crate::penalty::GroupL2;
+
+/// `phi(z, c) = h(z) + (rho/2) ||(gamma/rho - c)_+||^2`.
+struct AugmentedImage<'a> {
+    loss: LossKind,
+    y: &'a [f64],
+    gamma: &'a [f64],
+    rho: f64,
+}
+
+impl ImageFunction for AugmentedImage<'_> {
+    fn value(&self, img: &[f64]) -> f64 {
+        let n = self.y.len();
+        let (z, c) = img.split_at(n);
+        let pen: f64 = c
+            .iter()
+            .zip(self.gamma)
+            .map(|(&ck, &gk)| {
+                let v = (gk - self.rho * ck).max(0.0);
+                v * v
+            })
+            .sum();
+        self.loss.value(z, self.y) + pen / (2.0 * self.rho)
+    }
+
+    fn value_grad(&self, img: &[f64], grad: &mut [f64]) -> f64 {
+        let n = self.y.len();
+        let (z, c) = img.split_at(n);
+        let (gz, gc) = grad.split_at_mut(n);
+        let mut pen = 0.0;
+        for ((g, &ck), &gk) in gc.iter_mut().zip(c).zip(self.gamma) {
+            let v = (gk - self.rho * ck).max(0.0);
+            pen += v * v;
+            *g = -v;
+        }
+        self.loss.value_grad(z, self.y, gz) + pen / (2.0 * self.rho)
+    }
+}
+
+/// Largest constraint violation `max (-c)_+`, relative to the largest `|c|`.
+fn relative_violation(c: &[f64]) -> f64 {
+    let (mut worst, mut scale) = (0.0f64, 0.0f64);
+    for &v in c {
+        worst = worst.max(-v);
+        scale = scale.max(v.abs());
+    }
+    if scale > 0.0 {
+        worst / scale
+    } else {
+        0.0
+    }
+}
+
+/// Solves `min h(A x) + penalty(x)` s.t. `C x >= 0`, where `map` gives `[A x; C x]` and
+/// `y.len()` is the length of `A x`. Stops when both the relative duality gap (with the dual
+/// point `(theta, gamma)` rescaled to feasibility) and the relative violation are below
+/// `settings.tol`.
+pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
+    map: &M,
+    loss: LossKind,
+    y: &[f64],
+    penalty: &GroupL2,
+    x0: &[f64],
+    settings: &SolverSettings,
+    progress: &mut dyn FnMut(&Progress),
+) -> Solution {
+    let start = std::time::Instant::now();
+    let n = y.len();
+    let mut gamma = vec![0.0; map.image_len() - n];
+    let mut rho = settings.rho_init / n.max(1) as f64;
+    let mut x = x0.to_vec();
+    let mut step = initial_step(map, loss.curvature(n).max(rho));
+    let lambda_scale = penalty.lambda.max(1e-300);
+    let mut inner_tol = 1e-2f64.max(settings.tol);
+    let mut prev_violation = f64::INFINITY;
+    let mut best_dual = f64::NEG_INFINITY;
+    let mut total = 0usize;
+    let mut trace: Vec<Progress> = Vec::new();
+    let status;
+    let mut objective;
+    let mut violation;
+    loop {
+        let phi = AugmentedImage {
+            loss,
+            y,
+            gamma: &gamma,
+            rho,
+        };
+        let tol_now = inner_tol;
+        let mut monitor = |it: &super::fista::Iterate<'_>| {
+            if penalty.subdiff_distance(it.y, it.grad) <= tol_now * lambda_scale {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        };
+        let remaining = settings.max_iter.saturating_sub(total);
+        let out = fista(map, &phi, penalty, &x, step, remaining, &mut monitor);
+        total += out.iterations;
+        step = out.step;
+        x = out.x;
+        let (z, c) = out.image.split_at(n);
+        violation = relative_violation(c);
+        objective = loss.value(z, y) + penalty.value(&x);
+        let dual = dual_bound(
+            loss,
+            y,
+            &out.grad_image[..n],
+            penalty.dual_norm(&out.grad),
+            penalty.lambda,
+        );
+        best_dual = best_dual.max(dual);
+        let p = Progress {
+            iteration: total,
+            objective,
+            dual_bound: best_dual,
+            relative_gap: relative_gap(objective, best_dual),
+            violation,
+        };
+        trace.push(p);
+        progress(&p);
+        if p.relative_gap <= settings.tol && violation <= settings.tol {
+            status = Status::Converged;
+            break;
+        }
+        if out.numerical_error {
+            status = Status::NumericalError;
+            break;
+        }
+        if !out.stopped || total >= settings.max_iter {
+            status = Status::MaxIterations;
+            break;
+        }
+        // Multiplier update: the gradient's constraint part is -(gamma - rho c)_+.
+        for (g, &gc) in gamma.iter_mut().zip(&out.grad_image[n..]) {
+            *g = -gc;
+        }
+        if violation > 0.25 * prev_violation {
+            rho *= 2.0;
+        }
+        prev_violation = violation;
+        inner_tol = (inner_tol * 0.3).max(0.3 * settings.tol);
+    }
+    Solution {
+        x,
+        status,
+        objective,
+        dual_bound: best_dual,
+        violation,
+        iterations: total,
+        seconds: start.elapsed().as_secs_f64(),
+        trace,
+    }
+}

@@ -36,7 +36,7 @@ fn main() {
     let loss = if binary { LossKind::Logistic } else { LossKind::Squared };
     for model in [ModelKind::Relu] {
         let prog = TwoLayerProgram::new(&x, &y, &pats.masks, loss, model, lambda).unwrap();
-        let s = SolverSettings { tol, max_iter: 100000, rho_init: rho };
+        let s = SolverSettings { tol, max_iter: 30000, rho_init: rho };
         let sol = prog.solve(&s, None, &mut |_| {}).unwrap();
         let net = Network::from_convex(model, d0 + 1, &sol.x, Some(&pats.gates)).unwrap();
         let nobj = net.objective(&x, &y, loss, lambda).unwrap();

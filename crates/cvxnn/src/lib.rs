@@ -15,4 +15,4 @@ pub mod penalty;
 pub mod certificate;
 pub mod solver;
 pub mod network;
-// pub mod estimator;
+pub mod estimator;

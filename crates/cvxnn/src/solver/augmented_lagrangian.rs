@@ -63,9 +63,14 @@ fn relative_violation(c: &[f64]) -> f64 {
 }
 
 /// Solves `min h(A x) + penalty(x)` s.t. `C x >= 0`, where `map` gives `[A x; C x]` and
-/// `y.len()` is the length of `A x`. Stops when both the relative duality gap (with the dual
-/// point `(theta, gamma)` rescaled to feasibility) and the relative violation are below
-/// `settings.tol`.
+/// `y.len()` is the length of `A x`.
+///
+/// Every inner iterate `y` yields a dual point: `theta = grad h(A y)` with multipliers
+/// `mu = (gamma - rho C y)_+ >= 0`, whose combination `A^T theta - C^T mu` is exactly the
+/// gradient FISTA computes; rescaled to feasibility it gives a valid lower bound. The solve stops
+/// as soon as the relative gap against the best bound and the relative violation at `y` are both
+/// below `settings.tol`. Inner solves end (and multipliers update) when the minimum-norm
+/// subgradient is below a tolerance that tightens from outer step to outer step.
 pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     map: &M,
     loss: LossKind,
@@ -82,15 +87,19 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     let mut x = x0.to_vec();
     let mut step = initial_step(map, loss.curvature(n).max(rho));
     let lambda_scale = penalty.lambda.max(1e-300);
-    let mut inner_tol = 1e-2f64.max(settings.tol);
+    let mut inner_tol = 1e-1f64.max(settings.tol);
     let mut prev_violation = f64::INFINITY;
     let mut best_dual = f64::NEG_INFINITY;
     let mut total = 0usize;
     let mut trace: Vec<Progress> = Vec::new();
-    let status;
-    let mut objective;
-    let mut violation;
-    loop {
+    let mut last = Progress {
+        iteration: 0,
+        objective: f64::INFINITY,
+        dual_bound: f64::NEG_INFINITY,
+        relative_gap: f64::INFINITY,
+        violation: f64::INFINITY,
+    };
+    let status = loop {
         let phi = AugmentedImage {
             loss,
             y,
@@ -98,7 +107,30 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
             rho,
         };
         let tol_now = inner_tol;
+        let mut done = false;
         let mut monitor = |it: &super::fista::Iterate<'_>| {
+            let (z, c) = it.image.split_at(n);
+            let dual = dual_bound(
+                loss,
+                y,
+                &it.grad_image[..n],
+                penalty.dual_norm(it.grad),
+                penalty.lambda,
+            );
+            best_dual = best_dual.max(dual);
+            let objective = loss.value(z, y) + penalty.value(it.y);
+            last = Progress {
+                iteration: total + it.iteration,
+                objective,
+                dual_bound: best_dual,
+                relative_gap: relative_gap(objective, best_dual),
+                violation: relative_violation(c),
+            };
+            progress(&last);
+            if last.relative_gap <= settings.tol && last.violation <= settings.tol {
+                done = true;
+                return Control::Stop;
+            }
             if penalty.subdiff_distance(it.y, it.grad) <= tol_now * lambda_scale {
                 Control::Stop
             } else {
@@ -110,54 +142,33 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         total += out.iterations;
         step = out.step;
         x = out.x;
-        let (z, c) = out.image.split_at(n);
-        violation = relative_violation(c);
-        objective = loss.value(z, y) + penalty.value(&x);
-        let dual = dual_bound(
-            loss,
-            y,
-            &out.grad_image[..n],
-            penalty.dual_norm(&out.grad),
-            penalty.lambda,
-        );
-        best_dual = best_dual.max(dual);
-        let p = Progress {
-            iteration: total,
-            objective,
-            dual_bound: best_dual,
-            relative_gap: relative_gap(objective, best_dual),
-            violation,
-        };
-        trace.push(p);
-        progress(&p);
-        if p.relative_gap <= settings.tol && violation <= settings.tol {
-            status = Status::Converged;
-            break;
+        trace.push(last);
+        if done {
+            break Status::Converged;
         }
         if out.numerical_error {
-            status = Status::NumericalError;
-            break;
+            break Status::NumericalError;
         }
         if !out.stopped || total >= settings.max_iter {
-            status = Status::MaxIterations;
-            break;
+            break Status::MaxIterations;
         }
         // Multiplier update: the gradient's constraint part is -(gamma - rho c)_+.
         for (g, &gc) in gamma.iter_mut().zip(&out.grad_image[n..]) {
             *g = -gc;
         }
+        let violation = last.violation;
         if violation > 0.25 * prev_violation {
             rho *= 2.0;
         }
         prev_violation = violation;
         inner_tol = (inner_tol * 0.3).max(0.3 * settings.tol);
-    }
+    };
     Solution {
         x,
         status,
-        objective,
+        objective: last.objective,
         dual_bound: best_dual,
-        violation,
+        violation: last.violation,
         iterations: total,
         seconds: start.elapsed().as_secs_f64(),
         trace,

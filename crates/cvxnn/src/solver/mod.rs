@@ -46,7 +46,7 @@ pub struct SolverSettings {
     /// Maximum number of first-order iterations in total (inner iterations of the augmented
     /// Lagrangian included). Default `20000`.
     pub max_iter: usize,
-    /// Initial augmented-Lagrangian penalty, as a multiple of `1/n`. Default `1.0`.
+    /// Initial augmented-Lagrangian penalty, as a multiple of `1/n`. Default `1000` (scnn's choice).
     pub rho_init: f64,
 }
 
@@ -55,7 +55,7 @@ impl Default for SolverSettings {
         SolverSettings {
             tol: 1e-6,
             max_iter: 20_000,
-            rho_init: 1.0,
+            rho_init: 1000.0,
         }
     }
 }

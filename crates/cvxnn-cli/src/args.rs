@@ -1,0 +1,143 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Train ReLU networks to their global optimum by solving the convex programs they are
+/// equivalent to, and certify how far any network is from optimal.
+#[derive(Parser, Debug)]
+#[command(name = "cvxnn", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a two-layer network through its convex program and report the certificate.
+    Train(TrainArgs),
+    /// Apply a trained model to a CSV file of raw features.
+    Predict(PredictArgs),
+    /// Show what a model directory holds.
+    Info(InfoArgs),
+}
+
+/// The prediction task.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskArg {
+    /// Binary when the target has exactly two values, else regression.
+    Auto,
+    /// Real-valued target.
+    Regression,
+    /// Two label values, mapped to -1 (smaller) and +1 (larger).
+    Binary,
+}
+
+/// The convex program.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelArg {
+    /// Exact cone-constrained program of the ReLU network (augmented Lagrangian).
+    Relu,
+    /// Gated ReLU: group lasso over fixed gates (R-FISTA).
+    GatedRelu,
+}
+
+/// The data-fit term.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossArg {
+    /// (prediction - y)^2 / 2.
+    Squared,
+    /// log(1 + exp(-y prediction)), labels ±1.
+    Logistic,
+}
+
+/// `cvxnn train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// CSV file with a header row; numeric features and a target column.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Name of the target column.
+    #[arg(long, default_value = "y")]
+    pub target: String,
+    /// Prediction task.
+    #[arg(long, value_enum, default_value_t = TaskArg::Auto)]
+    pub task: TaskArg,
+    /// Convex program to solve.
+    #[arg(long, value_enum, default_value_t = ModelArg::Relu)]
+    pub model: ModelArg,
+    /// Loss (default: squared for regression, logistic for binary).
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    /// Weight-decay strength lambda (> 0), objective scaled as (1/n) sum loss + lambda * penalty.
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    pub lambda: f64,
+    /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped).
+    #[arg(long, default_value_t = 500)]
+    pub patterns: usize,
+    /// Exact gate vectors instead of sampling: CSV without header (one gate per row, one value
+    /// per feature column after standardization and bias) or .npy of shape (P, d).
+    #[arg(long, conflicts_with = "patterns")]
+    pub gates: Option<PathBuf>,
+    /// Do not z-score the features.
+    #[arg(long)]
+    pub no_standardize: bool,
+    /// Do not append a bias column (no hidden biases).
+    #[arg(long)]
+    pub no_bias: bool,
+    /// Fraction of samples held out for testing, in [0, 1).
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
+    pub test_fraction: f64,
+    /// Seed of every random choice (split, gates).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Target relative duality gap (and relative constraint violation).
+    #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
+    pub tol: f64,
+    /// Maximum number of first-order iterations.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_iter: usize,
+    /// Directory for model.json, model.safetensors and report.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace model files that already exist in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Also print the report as JSON on stdout (the summary then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// For gated-relu: also rebuild a ReLU network by cone decomposition and report its objective.
+    #[arg(long)]
+    pub decompose: bool,
+}
+
+/// `cvxnn predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model directory written by `cvxnn train --out`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// CSV file with the model's feature columns (the target column may be present).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Write predictions to this CSV file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `cvxnn info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Model directory written by `cvxnn train --out`.
+    #[arg(long)]
+    pub model: PathBuf,
+}

@@ -1,5 +1,6 @@
 //! Activation patterns: bit-packed masks, seeded gate sampling, exact enumeration.
 
+pub mod exact;
 mod masks;
 pub mod sample;
 

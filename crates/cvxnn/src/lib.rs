@@ -7,6 +7,7 @@ pub mod linalg;
 pub mod loss;
 pub mod patterns;
 pub mod program;
+pub mod solver;
 
 pub use error::{CvxnnError, Result};
 pub use linalg::Matrix;

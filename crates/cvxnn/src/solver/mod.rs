@@ -3,6 +3,7 @@
 //! function of its image, and a [`crate::penalty::GroupL2`] penalty.
 
 pub mod augmented_lagrangian;
+pub mod conic;
 pub mod fista;
 
 use serde::{Deserialize, Serialize};

@@ -116,14 +116,23 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
         r.n_test,
         r.d
     );
-    s += &format!("  status       {} ({} iterations, {:.2} s)\n", r.status, r.iterations, r.seconds);
-    s += &format!("  objective    {:.8e}   (rebuilt network: {:.8e})\n", r.objective, r.network_objective);
+    s += &format!(
+        "  status       {} ({} iterations, {:.2} s)\n",
+        r.status, r.iterations, r.seconds
+    );
+    s += &format!(
+        "  objective    {:.8e}   (rebuilt network: {:.8e})\n",
+        r.objective, r.network_objective
+    );
     s += &format!(
         "  dual bound   {:.8e}   gap {:.2e}, relative {:.2e} ({})\n",
         r.dual_bound, r.gap, r.relative_gap, r.certificate
     );
     if r.model == ModelKind::Relu {
-        s += &format!("  violation    {:.2e} (relative, cone constraints)\n", r.violation);
+        s += &format!(
+            "  violation    {:.2e} (relative, cone constraints)\n",
+            r.violation
+        );
     }
     if let Some(o) = r.decomposed_objective {
         s += &format!("  decomposed   {o:.8e} (ReLU network from the cone decomposition)\n");
@@ -172,7 +181,12 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     }
     if let Some(t) = target {
         let m = cvxnn::estimator::metrics(model.meta.task, &pred, &t);
-        eprintln!("{} rows; against `{}`: {}", pred.len(), model.meta.target, metrics_line(&m));
+        eprintln!(
+            "{} rows; against `{}`: {}",
+            pred.len(),
+            model.meta.target,
+            metrics_line(&m)
+        );
     }
     Ok(())
 }
@@ -184,16 +198,28 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 fn run_info(a: InfoArgs) -> Result<()> {
     let model = TrainedModel::load(&a.model)?;
     let m = &model.meta;
-    println!("model        {} ({}), cvxnn {}", m.model, m.architecture, m.version);
-    println!("task         {}  loss {:?}  lambda {:e}", m.task, m.loss, m.lambda);
-    println!("neurons      {} (from {} patterns, seed {})", m.neurons, m.patterns, m.seed);
+    println!(
+        "model        {} ({}), cvxnn {}",
+        m.model, m.architecture, m.version
+    );
+    println!(
+        "task         {}  loss {:?}  lambda {:e}",
+        m.task, m.loss, m.lambda
+    );
+    println!(
+        "neurons      {} (from {} patterns, seed {})",
+        m.neurons, m.patterns, m.seed
+    );
     println!(
         "features     {} raw: {}",
         m.feature_names.len(),
         m.feature_names.join(", ")
     );
     println!("target       {}", m.target);
-    println!("preprocess   standardize {}  bias {}", m.standardize, m.bias);
+    println!(
+        "preprocess   standardize {}  bias {}",
+        m.standardize, m.bias
+    );
     if let Some(l) = &m.labels {
         println!("labels       {} -> -1, {} -> +1", l.negative, l.positive);
     }

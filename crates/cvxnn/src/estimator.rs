@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{add_bias, encode_target, train_test_split, BinaryLabels, Standardizer, Table, Task};
+use crate::data::{
+    add_bias, encode_target, train_test_split, BinaryLabels, Standardizer, Table, Task,
+};
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
@@ -209,7 +211,10 @@ pub fn train(
 ) -> Result<TrainOutput> {
     let start = std::time::Instant::now();
     if !(cfg.lambda.is_finite() && cfg.lambda > 0.0) {
-        return Err(CvxnnError::arg("lambda", format!("must be a finite number > 0, got {}", cfg.lambda)));
+        return Err(CvxnnError::arg(
+            "lambda",
+            format!("must be a finite number > 0, got {}", cfg.lambda),
+        ));
     }
     cfg.solver.validate()?;
     let task = cfg.task.unwrap_or_else(|| Task::infer(&table.target));
@@ -219,9 +224,13 @@ pub fn train(
         Task::Binary => LossKind::Logistic,
     });
     if loss == LossKind::Logistic && task != Task::Binary {
-        return Err(CvxnnError::arg("loss", "logistic loss needs a binary task (two label values)"));
+        return Err(CvxnnError::arg(
+            "loss",
+            "logistic loss needs a binary task (two label values)",
+        ));
     }
-    let (train_idx, test_idx) = train_test_split(table.features.nrows(), cfg.test_fraction, cfg.seed)?;
+    let (train_idx, test_idx) =
+        train_test_split(table.features.nrows(), cfg.test_fraction, cfg.seed)?;
     let x_train_raw = table.features.select_rows(&train_idx);
     let y_train: Vec<f64> = train_idx.iter().map(|&i| y_all[i]).collect();
     let standardizer = if cfg.standardize {
@@ -247,7 +256,8 @@ pub fn train(
         Some(net) => Some(net.objective(&x, &y_train, loss, cfg.lambda)?),
         None => None,
     };
-    let raw = RawNetwork::from_network(&network, &standardizer.mean, &standardizer.scale, cfg.bias)?;
+    let raw =
+        RawNetwork::from_network(&network, &standardizer.mean, &standardizer.scale, cfg.bias)?;
     let meta = ModelMeta {
         version: env!("CARGO_PKG_VERSION").to_string(),
         architecture: "two-layer".into(),
@@ -266,7 +276,13 @@ pub fn train(
         labels,
     };
     let model = TrainedModel { meta, network: raw };
-    let train_metrics = model.metrics(&x_train_raw, &train_idx.iter().map(|&i| table.target[i]).collect::<Vec<_>>())?;
+    let train_metrics = model.metrics(
+        &x_train_raw,
+        &train_idx
+            .iter()
+            .map(|&i| table.target[i])
+            .collect::<Vec<_>>(),
+    )?;
     let test = if test_idx.is_empty() {
         None
     } else {
@@ -301,7 +317,12 @@ pub fn train(
         decomposed_objective,
         trace: solution.trace,
     };
-    Ok(TrainOutput { model, report, network, decomposed })
+    Ok(TrainOutput {
+        model,
+        report,
+        network,
+        decomposed,
+    })
 }
 
 /// File names inside a model directory.
@@ -338,17 +359,26 @@ impl TrainedModel {
                 if p.exists() {
                     return Err(CvxnnError::arg(
                         "out",
-                        format!("{} exists; choose another directory or pass --force to replace it", p.display()),
+                        format!(
+                            "{} exists; choose another directory or pass --force to replace it",
+                            p.display()
+                        ),
                     ));
                 }
             }
         }
         std::fs::create_dir_all(dir).map_err(|e| CvxnnError::io(dir, e))?;
-        let json = serde_json::to_string_pretty(&self.meta).map_err(|e| CvxnnError::Model { path: dir.into(), message: e.to_string() })?;
+        let json = serde_json::to_string_pretty(&self.meta).map_err(|e| CvxnnError::Model {
+            path: dir.into(),
+            message: e.to_string(),
+        })?;
         write(&dir.join("model.json"), json.as_bytes())?;
         self.network.save(&dir.join("model.safetensors"))?;
         if let Some(r) = report {
-            let json = serde_json::to_string_pretty(r).map_err(|e| CvxnnError::Model { path: dir.into(), message: e.to_string() })?;
+            let json = serde_json::to_string_pretty(r).map_err(|e| CvxnnError::Model {
+                path: dir.into(),
+                message: e.to_string(),
+            })?;
             write(&dir.join("report.json"), json.as_bytes())?;
         }
         Ok(())
@@ -357,13 +387,21 @@ impl TrainedModel {
     /// Reads a model directory written by [`TrainedModel::save`].
     pub fn load(dir: &Path) -> Result<TrainedModel> {
         let meta_path: PathBuf = dir.join("model.json");
-        let text = std::fs::read_to_string(&meta_path).map_err(|e| CvxnnError::io(&meta_path, e))?;
-        let meta: ModelMeta = serde_json::from_str(&text).map_err(|e| CvxnnError::Model { path: meta_path.clone(), message: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(&meta_path).map_err(|e| CvxnnError::io(&meta_path, e))?;
+        let meta: ModelMeta = serde_json::from_str(&text).map_err(|e| CvxnnError::Model {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
         let network = RawNetwork::load(&dir.join("model.safetensors"))?;
         if network.w1.ncols() != meta.feature_names.len() {
             return Err(CvxnnError::Model {
                 path: dir.into(),
-                message: format!("weights take {} features, model.json lists {}", network.w1.ncols(), meta.feature_names.len()),
+                message: format!(
+                    "weights take {} features, model.json lists {}",
+                    network.w1.ncols(),
+                    meta.feature_names.len()
+                ),
             });
         }
         Ok(TrainedModel { meta, network })
@@ -379,14 +417,27 @@ pub fn metrics(task: Task, pred: &[f64], target: &[f64]) -> Metrics {
     let n = target.len().max(1) as f64;
     match task {
         Task::Regression => {
-            let mse = pred.iter().zip(target).map(|(p, t)| (p - t) * (p - t)).sum::<f64>() / n;
+            let mse = pred
+                .iter()
+                .zip(target)
+                .map(|(p, t)| (p - t) * (p - t))
+                .sum::<f64>()
+                / n;
             let mean = target.iter().sum::<f64>() / n;
             let var = target.iter().map(|t| (t - mean) * (t - mean)).sum::<f64>() / n;
-            Metrics { mse: Some(mse), r2: (var > 0.0).then(|| 1.0 - mse / var), accuracy: None }
+            Metrics {
+                mse: Some(mse),
+                r2: (var > 0.0).then(|| 1.0 - mse / var),
+                accuracy: None,
+            }
         }
         Task::Binary => {
             let hits = pred.iter().zip(target).filter(|(p, t)| p == t).count() as f64;
-            Metrics { mse: None, r2: None, accuracy: Some(hits / n) }
+            Metrics {
+                mse: None,
+                r2: None,
+                accuracy: Some(hits / n),
+            }
         }
     }
 }

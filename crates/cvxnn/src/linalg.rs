@@ -128,7 +128,13 @@ impl Matrix {
     /// `self^T * b`.
     pub fn t_matmul(&self, b: &Matrix) -> Matrix {
         let mut out = Matrix::zeros(self.ncols, b.ncols);
-        gemm(out.as_mut(), Accum::Replace, self.as_ref().transpose(), b.as_ref(), 1.0);
+        gemm(
+            out.as_mut(),
+            Accum::Replace,
+            self.as_ref().transpose(),
+            b.as_ref(),
+            1.0,
+        );
         out
     }
 
@@ -148,7 +154,13 @@ impl Matrix {
 
 /// `dst = alpha * lhs * rhs` (or `+=` with [`Accum::Add`]), single-threaded: callers parallelize
 /// over row panels themselves so that results do not depend on the thread count.
-pub fn gemm(dst: MatMut<'_, f64>, accum: Accum, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, alpha: f64) {
+pub fn gemm(
+    dst: MatMut<'_, f64>,
+    accum: Accum,
+    lhs: MatRef<'_, f64>,
+    rhs: MatRef<'_, f64>,
+    alpha: f64,
+) {
     matmul(dst, accum, lhs, rhs, alpha, Par::Seq);
 }
 

@@ -32,7 +32,13 @@ mod tests {
     fn zero_theta_gives_loss_at_zero_for_squared_lower_bound() {
         // theta = 0 is always feasible: the bound is -h*(0) = 0 for squared, 0 for logistic.
         let y = [1.0, -1.0];
-        assert_eq!(dual_bound(LossKind::Squared, &y, &[0.0, 0.0], 5.0, 1.0), 0.0);
-        assert_eq!(dual_bound(LossKind::Logistic, &y, &[0.0, 0.0], 5.0, 1.0), 0.0);
+        assert_eq!(
+            dual_bound(LossKind::Squared, &y, &[0.0, 0.0], 5.0, 1.0),
+            0.0
+        );
+        assert_eq!(
+            dual_bound(LossKind::Logistic, &y, &[0.0, 0.0], 5.0, 1.0),
+            0.0
+        );
     }
 }

@@ -51,7 +51,11 @@ pub fn decompose_gated(net: &Network, x: &Matrix) -> Result<Network> {
         }
         alpha.push(s * nrm);
     }
-    Ok(Network { hidden, alpha, gates: None })
+    Ok(Network {
+        hidden,
+        alpha,
+        gates: None,
+    })
 }
 
 #[cfg(test)]
@@ -66,7 +70,11 @@ mod tests {
         let x = Matrix::from_rows(&rows, 3).unwrap();
         let hidden = Matrix::from_col_major(3, 2, vec![0.5, -1.0, 0.2, 1.5, 0.3, -0.4]).unwrap();
         let gates = Matrix::from_col_major(3, 2, vec![1.0, 0.2, -0.1, -0.3, 1.0, 0.05]).unwrap();
-        let net = Network { hidden, alpha: vec![1.2, -0.8], gates: Some(gates) };
+        let net = Network {
+            hidden,
+            alpha: vec![1.2, -0.8],
+            gates: Some(gates),
+        };
         let relu = decompose_gated(&net, &x).unwrap();
         assert!(relu.gates.is_none());
         let a = net.forward(&x).unwrap();

@@ -90,7 +90,12 @@ fn unfold(w: &Matrix, b: &[f64], mean: &[f64], scale: &[f64], bias: bool) -> Res
 impl RawNetwork {
     /// Folds the preprocessing (`mean`, `scale` per raw feature; a trailing bias column when
     /// `bias`) into a design-space network.
-    pub fn from_network(net: &Network, mean: &[f64], scale: &[f64], bias: bool) -> Result<RawNetwork> {
+    pub fn from_network(
+        net: &Network,
+        mean: &[f64],
+        scale: &[f64],
+        bias: bool,
+    ) -> Result<RawNetwork> {
         let p = mean.len();
         if scale.len() != p || net.input_dim() != p + usize::from(bias) {
             return Err(CvxnnError::Shape(format!(
@@ -101,7 +106,12 @@ impl RawNetwork {
         }
         let (w1, b1) = fold(&net.hidden, mean, scale, bias);
         let gates = net.gates.as_ref().map(|g| fold(g, mean, scale, bias));
-        Ok(RawNetwork { w1, b1, w2: net.alpha.clone(), gates })
+        Ok(RawNetwork {
+            w1,
+            b1,
+            w2: net.alpha.clone(),
+            gates,
+        })
     }
 
     /// The design-space network equivalent to this one under the given preprocessing.
@@ -118,7 +128,11 @@ impl RawNetwork {
             Some((gw, gb)) => Some(unfold(gw, gb, mean, scale, bias)?),
             None => None,
         };
-        Ok(Network { hidden, alpha: self.w2.clone(), gates })
+        Ok(Network {
+            hidden,
+            alpha: self.w2.clone(),
+            gates,
+        })
     }
 
     /// Number of hidden neurons.
@@ -140,9 +154,12 @@ impl RawNetwork {
         for i in 0..n {
             let x = raw.row(i);
             for j in 0..self.neurons() {
-                let pre: f64 = self.b1[j] + (0..x.len()).map(|k| self.w1.get(j, k) * x[k]).sum::<f64>();
+                let pre: f64 =
+                    self.b1[j] + (0..x.len()).map(|k| self.w1.get(j, k) * x[k]).sum::<f64>();
                 let on = match &self.gates {
-                    Some((gw, gb)) => gb[j] + (0..x.len()).map(|k| gw.get(j, k) * x[k]).sum::<f64>() >= 0.0,
+                    Some((gw, gb)) => {
+                        gb[j] + (0..x.len()).map(|k| gw.get(j, k) * x[k]).sum::<f64>() >= 0.0
+                    }
                     None => pre >= 0.0,
                 };
                 if on {
@@ -170,14 +187,22 @@ impl RawNetwork {
             .map(|(name, shape, bytes)| {
                 TensorView::new(Dtype::F64, shape.clone(), bytes)
                     .map(|v| (name.clone(), v))
-                    .map_err(|e| CvxnnError::Model { path: path.into(), message: e.to_string() })
+                    .map_err(|e| CvxnnError::Model {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         let mut info = HashMap::new();
         info.insert("format".to_string(), "pt".to_string());
-        info.insert("producer".to_string(), format!("cvxnn {}", env!("CARGO_PKG_VERSION")));
-        let bytes = safetensors::serialize(views, Some(info))
-            .map_err(|e| CvxnnError::Model { path: path.into(), message: e.to_string() })?;
+        info.insert(
+            "producer".to_string(),
+            format!("cvxnn {}", env!("CARGO_PKG_VERSION")),
+        );
+        let bytes = safetensors::serialize(views, Some(info)).map_err(|e| CvxnnError::Model {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         std::fs::write(path, bytes).map_err(|e| CvxnnError::io(path, e))
     }
 
@@ -185,8 +210,12 @@ impl RawNetwork {
     /// dict (f32 or f64); gates are read when present.
     pub fn load(path: &Path) -> Result<RawNetwork> {
         let bytes = std::fs::read(path).map_err(|e| CvxnnError::io(path, e))?;
-        let bad = |message: String| CvxnnError::Model { path: path.into(), message };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let bad = |message: String| CvxnnError::Model {
+            path: path.into(),
+            message,
+        };
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let get = |name: &str| -> Result<(Vec<usize>, Vec<f64>)> {
             let t = st.tensor(name).map_err(|_| {
                 bad(format!(
@@ -198,24 +227,38 @@ impl RawNetwork {
                 ))
             })?;
             let vals = match t.dtype() {
-                Dtype::F64 => t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+                Dtype::F64 => t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
                 Dtype::F32 => t
                     .data()
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64)
                     .collect(),
-                other => return Err(bad(format!("tensor `{name}` has dtype {other:?}; f32 or f64 expected"))),
+                other => {
+                    return Err(bad(format!(
+                        "tensor `{name}` has dtype {other:?}; f32 or f64 expected"
+                    )))
+                }
             };
             Ok((t.shape().to_vec(), vals))
         };
         let (s1, w1) = get(TorchNames::W1)?;
         if s1.len() != 2 {
-            return Err(bad(format!("`{}` must be 2-D, has shape {s1:?}", TorchNames::W1)));
+            return Err(bad(format!(
+                "`{}` must be 2-D, has shape {s1:?}",
+                TorchNames::W1
+            )));
         }
         let (m, p) = (s1[0], s1[1]);
         let (sb, b1) = get(TorchNames::B1)?;
         if sb != [m] {
-            return Err(bad(format!("`{}` has shape {sb:?}, expected [{m}]", TorchNames::B1)));
+            return Err(bad(format!(
+                "`{}` has shape {sb:?}, expected [{m}]",
+                TorchNames::B1
+            )));
         }
         let (s2, w2) = get(TorchNames::W2)?;
         if s2 != [1, m] && s2 != [m] {
@@ -228,7 +271,9 @@ impl RawNetwork {
             let (sg, gw) = get(TorchNames::GATE_W)?;
             let (sgb, gb) = get(TorchNames::GATE_B)?;
             if sg != [m, p] || sgb != [m] {
-                return Err(bad("gate tensors do not match the first layer's shape".into()));
+                return Err(bad(
+                    "gate tensors do not match the first layer's shape".into()
+                ));
             }
             Some((from_row_major(m, p, &gw), gb))
         } else {
@@ -237,7 +282,12 @@ impl RawNetwork {
         if w1.iter().chain(&b1).chain(&w2).any(|v| !v.is_finite()) {
             return Err(bad("weights contain NaN or infinity".into()));
         }
-        Ok(RawNetwork { w1: from_row_major(m, p, &w1), b1, w2, gates })
+        Ok(RawNetwork {
+            w1: from_row_major(m, p, &w1),
+            b1,
+            w2,
+            gates,
+        })
     }
 }
 
@@ -273,7 +323,11 @@ mod tests {
     fn fold_unfold_round_trip_and_forward_agree() {
         // d = 2 features + bias; two neurons.
         let hidden = Matrix::from_col_major(3, 2, vec![1.0, -2.0, 0.5, -0.3, 0.8, 0.1]).unwrap();
-        let net = Network { hidden, alpha: vec![1.5, -0.7], gates: None };
+        let net = Network {
+            hidden,
+            alpha: vec![1.5, -0.7],
+            gates: None,
+        };
         let (mean, scale) = (vec![3.0, -1.0], vec![2.0, 0.5]);
         let raw = RawNetwork::from_network(&net, &mean, &scale, true).unwrap();
         let back = raw.to_network(&mean, &scale, true).unwrap();

@@ -28,16 +28,28 @@ impl Network {
     /// Rebuilds the network from a convex solution (DESIGN section 1): for every non-zero
     /// `v_i`, a neuron `u = v_i / sqrt(||v_i||)` with `alpha = sqrt(||v_i||)`; for `w_i` the same
     /// with `alpha = -sqrt(||w_i||)`; gated groups keep their gate.
-    pub fn from_convex(model: ModelKind, d: usize, vars: &[f64], gates: Option<&Matrix>) -> Result<Network> {
+    pub fn from_convex(
+        model: ModelKind,
+        d: usize,
+        vars: &[f64],
+        gates: Option<&Matrix>,
+    ) -> Result<Network> {
         let cols = if d == 0 { 0 } else { vars.len() / d };
         if d == 0 || cols * d != vars.len() {
-            return Err(CvxnnError::Shape(format!("{} variables do not split into groups of {d}", vars.len())));
+            return Err(CvxnnError::Shape(format!(
+                "{} variables do not split into groups of {d}",
+                vars.len()
+            )));
         }
         let p = cols / model.columns_per_pattern();
         if model == ModelKind::GatedRelu {
             match gates {
                 Some(g) if g.nrows() == d && g.ncols() == p => {}
-                _ => return Err(CvxnnError::Shape("gated network needs one d-vector gate per group".into())),
+                _ => {
+                    return Err(CvxnnError::Shape(
+                        "gated network needs one d-vector gate per group".into(),
+                    ))
+                }
             }
         }
         let mut hidden = Vec::new();
@@ -57,12 +69,20 @@ impl Network {
             }
         }
         let m = alpha.len();
-        let hidden = Matrix::from_col_major(d, m, hidden).ok_or_else(|| CvxnnError::Shape("rebuild".into()))?;
+        let hidden = Matrix::from_col_major(d, m, hidden)
+            .ok_or_else(|| CvxnnError::Shape("rebuild".into()))?;
         let gates = match model {
-            ModelKind::GatedRelu => Some(Matrix::from_col_major(d, m, kept_gates).ok_or_else(|| CvxnnError::Shape("rebuild".into()))?),
+            ModelKind::GatedRelu => Some(
+                Matrix::from_col_major(d, m, kept_gates)
+                    .ok_or_else(|| CvxnnError::Shape("rebuild".into()))?,
+            ),
             ModelKind::Relu => None,
         };
-        Ok(Network { hidden, alpha, gates })
+        Ok(Network {
+            hidden,
+            alpha,
+            gates,
+        })
     }
 
     /// Number of hidden neurons.
@@ -110,7 +130,11 @@ impl Network {
     /// Weight-decay objective `(1/n) sum loss + (lambda/2) sum_j (||u_j||^2 + alpha_j^2)`.
     pub fn objective(&self, x: &Matrix, y: &[f64], loss: LossKind, lambda: f64) -> Result<f64> {
         if y.len() != x.nrows() {
-            return Err(CvxnnError::Shape(format!("{} targets for {} samples", y.len(), x.nrows())));
+            return Err(CvxnnError::Shape(format!(
+                "{} targets for {} samples",
+                y.len(),
+                x.nrows()
+            )));
         }
         let z = self.forward(x)?;
         let decay: f64 = (0..self.neurons())

@@ -69,12 +69,6 @@ impl<'a> ArrangementOperator<'a> {
         self.x.nrows().div_ceil(PANEL)
     }
 
-    /// Bit `row` (absolute) of pattern `i` as 0.0 / 1.0.
-    #[inline]
-    fn mask_bit(&self, i: usize, row: usize) -> f64 {
-        ((self.masks.pattern_words(i)[row / 64] >> (row % 64)) & 1) as f64
-    }
-
     /// `T = X[r0..r0+b] * vars` for one panel.
     fn panel_product(&self, vars: MatRef<'_, f64>, r0: usize, b: usize, t: &mut [f64]) {
         let k = vars.ncols();
@@ -84,6 +78,99 @@ impl<'a> ArrangementOperator<'a> {
             Accum::Replace,
             xp,
             vars,
+            1.0,
+        );
+    }
+}
+
+/// Calls `f(j, bit)` for rows `0..b` of a panel whose mask bits start at `words[0]`.
+#[inline(always)]
+fn for_each_bit(words: &[u64], b: usize, mut f: impl FnMut(usize, f64)) {
+    for (w, &word) in words.iter().enumerate() {
+        let lo = w * 64;
+        let hi = (lo + 64).min(b);
+        for j in lo..hi {
+            f(j, ((word >> (j - lo)) & 1) as f64);
+        }
+    }
+}
+
+impl ArrangementOperator<'_> {
+    /// The mask words of pattern `i` covering the panel starting at row `r0`.
+    #[inline]
+    fn panel_words(&self, i: usize, r0: usize, b: usize) -> &[u64] {
+        let w0 = r0 / 64;
+        &self.masks.pattern_words(i)[w0..w0 + b.div_ceil(64)]
+    }
+
+    fn apply_panel(
+        &self,
+        vars: MatRef<'_, f64>,
+        r0: usize,
+        zp: &mut [f64],
+        cp: &mut [f64],
+        t: &mut Vec<f64>,
+    ) {
+        let (k, p) = (self.n_cols(), self.n_patterns());
+        let b = zp.len();
+        t.resize(b * k, 0.0);
+        self.panel_product(vars, r0, b, t);
+        zp.iter_mut().for_each(|a| *a = 0.0);
+        for i in 0..p {
+            let words = self.panel_words(i, r0, b);
+            let tv = &t[i * b..(i + 1) * b];
+            match self.layout {
+                Layout::Gated => for_each_bit(words, b, |j, m| zp[j] += m * tv[j]),
+                Layout::Relu | Layout::ReluConstrained => {
+                    let tw = &t[(p + i) * b..(p + i + 1) * b];
+                    for_each_bit(words, b, |j, m| zp[j] += m * (tv[j] - tw[j]));
+                }
+            }
+            if self.layout == Layout::ReluConstrained {
+                // c = (2 D_i - I) X v_i, and the same signs for w_i.
+                let (cv, cw) = (i * b, (p + i) * b);
+                let tw = &t[(p + i) * b..(p + i + 1) * b];
+                for_each_bit(words, b, |j, m| {
+                    let s = 2.0 * m - 1.0;
+                    cp[cv + j] = s * tv[j];
+                    cp[cw + j] = s * tw[j];
+                });
+            }
+        }
+    }
+
+    fn adjoint_panel(&self, rz: &[f64], rc: &[f64], r0: usize, g: &mut [f64], rp: &mut Vec<f64>) {
+        let (d, k, p) = (self.x.ncols(), self.n_cols(), self.n_patterns());
+        let b = rz.len();
+        rp.resize(b * k, 0.0);
+        for i in 0..p {
+            let words = self.panel_words(i, r0, b);
+            let (lo, hi) = rp.split_at_mut(p * b);
+            let dv = &mut lo[i * b..(i + 1) * b];
+            if self.layout == Layout::Gated {
+                for_each_bit(words, b, |j, m| dv[j] = m * rz[j]);
+                continue;
+            }
+            let dw = &mut hi[i * b..(i + 1) * b];
+            if self.layout == Layout::Relu {
+                for_each_bit(words, b, |j, m| {
+                    dv[j] = m * rz[j];
+                    dw[j] = -m * rz[j];
+                });
+            } else {
+                let (mv, mw) = (&rc[i * b..(i + 1) * b], &rc[(p + i) * b..(p + i + 1) * b]);
+                for_each_bit(words, b, |j, m| {
+                    let s = 2.0 * m - 1.0;
+                    dv[j] = m * rz[j] + s * mv[j];
+                    dw[j] = -m * rz[j] + s * mw[j];
+                });
+            }
+        }
+        gemm(
+            faer::MatMut::from_column_major_slice_mut(g, d, k),
+            Accum::Add,
+            self.x.as_ref().subrows(r0, b).transpose(),
+            MatRef::from_column_major_slice(rp, b, k),
             1.0,
         );
     }
@@ -103,100 +190,58 @@ impl LinearMap for ArrangementOperator<'_> {
     }
 
     fn apply(&self, v: &[f64], out: &mut [f64]) {
-        let (n, d, k, p) = (self.x.nrows(), self.x.ncols(), self.n_cols(), self.n_patterns());
+        let (n, d, k) = (self.x.nrows(), self.x.ncols(), self.n_cols());
         let vars = MatRef::from_column_major_slice(v, d, k);
         let (z, c) = out.split_at_mut(n);
-        let work = |(pi, (zp, cp)): (usize, (&mut [f64], &mut [f64]))| {
-            let r0 = pi * PANEL;
-            let b = zp.len();
-            let mut t = vec![0.0; b * k];
-            self.panel_product(vars, r0, b, &mut t);
-            zp.iter_mut().for_each(|a| *a = 0.0);
-            for i in 0..p {
-                let ti = &t[i * b..(i + 1) * b];
-                match self.layout {
-                    Layout::Gated => {
-                        for (j, (zj, &tv)) in zp.iter_mut().zip(ti).enumerate() {
-                            *zj += self.mask_bit(i, r0 + j) * tv;
-                        }
-                    }
-                    Layout::Relu | Layout::ReluConstrained => {
-                        let tw = &t[(p + i) * b..(p + i + 1) * b];
-                        for (j, ((zj, &tv), &twv)) in zp.iter_mut().zip(ti).zip(tw).enumerate() {
-                            *zj += self.mask_bit(i, r0 + j) * (tv - twv);
-                        }
-                    }
-                }
-            }
-            if self.layout == Layout::ReluConstrained {
-                // c = (2 D_i - I) X v_i, same sign for the w half.
-                for col in 0..k {
-                    let i = col % p;
-                    let tc = &t[col * b..(col + 1) * b];
-                    let cc = &mut cp[col * b..(col + 1) * b];
-                    for (j, (cj, &tv)) in cc.iter_mut().zip(tc).enumerate() {
-                        let s = 2.0 * self.mask_bit(i, r0 + j) - 1.0;
-                        *cj = s * tv;
-                    }
-                }
-            }
-        };
-        let _ = d;
         if self.layout == Layout::ReluConstrained {
             z.par_chunks_mut(PANEL)
                 .zip(c.par_chunks_mut(PANEL * k))
                 .enumerate()
-                .for_each(work);
+                .for_each_init(Vec::new, |t, (pi, (zp, cp))| {
+                    self.apply_panel(vars, pi * PANEL, zp, cp, t)
+                });
         } else {
             z.par_chunks_mut(PANEL)
-                .map(|zp| (zp, &mut [][..]))
                 .enumerate()
-                .for_each(work);
+                .for_each_init(Vec::new, |t, (pi, zp)| {
+                    self.apply_panel(vars, pi * PANEL, zp, &mut [], t)
+                });
         }
     }
 
     fn adjoint(&self, r: &[f64], out: &mut [f64]) {
-        let (n, d, k, p) = (self.x.nrows(), self.x.ncols(), self.n_cols(), self.n_patterns());
+        let (n, d, k) = (self.x.nrows(), self.x.ncols(), self.n_cols());
         let panels = self.panels();
         let per_block = panels.div_ceil(MAX_BLOCKS).max(1);
         let blocks = panels.div_ceil(per_block);
         let (rz, rc) = r.split_at(n);
+        let constrained = self.layout == Layout::ReluConstrained;
+        let run_block = |rp: &mut Vec<f64>, blk: usize, g: &mut [f64]| {
+            for pi in blk * per_block..((blk + 1) * per_block).min(panels) {
+                let r0 = pi * PANEL;
+                let b = PANEL.min(n - r0);
+                let rcp = if constrained {
+                    &rc[r0 * k..(r0 + b) * k]
+                } else {
+                    &[][..]
+                };
+                self.adjoint_panel(&rz[r0..r0 + b], rcp, r0, g, rp);
+            }
+        };
+        out.iter_mut().for_each(|a| *a = 0.0);
+        if blocks == 1 {
+            run_block(&mut Vec::new(), 0, out);
+            return;
+        }
         let partials: Vec<Vec<f64>> = (0..blocks)
             .into_par_iter()
-            .map(|blk| {
+            .map_init(Vec::new, |rp, blk| {
                 let mut g = vec![0.0; d * k];
-                let mut rp = Vec::new();
-                for pi in blk * per_block..((blk + 1) * per_block).min(panels) {
-                    let r0 = pi * PANEL;
-                    let b = PANEL.min(n - r0);
-                    rp.clear();
-                    rp.resize(b * k, 0.0);
-                    for col in 0..k {
-                        let i = col % p;
-                        let sign = if col < p { 1.0 } else { -1.0 };
-                        let dst = &mut rp[col * b..(col + 1) * b];
-                        for (j, dj) in dst.iter_mut().enumerate() {
-                            *dj = sign * self.mask_bit(i, r0 + j) * rz[r0 + j];
-                        }
-                        if self.layout == Layout::ReluConstrained {
-                            let mu = &rc[r0 * k + col * b..r0 * k + (col + 1) * b];
-                            for (j, (dj, &m)) in dst.iter_mut().zip(mu).enumerate() {
-                                *dj += (2.0 * self.mask_bit(i, r0 + j) - 1.0) * m;
-                            }
-                        }
-                    }
-                    gemm(
-                        faer::MatMut::from_column_major_slice_mut(&mut g, d, k),
-                        Accum::Add,
-                        self.x.as_ref().subrows(r0, b).transpose(),
-                        MatRef::from_column_major_slice(&rp, b, k),
-                        1.0,
-                    );
-                }
+                run_block(rp, blk, &mut g);
                 g
             })
             .collect();
-        out.iter_mut().for_each(|a| *a = 0.0);
+        // Fixed summation order: the result does not depend on the thread count.
         for g in &partials {
             for (o, &v) in out.iter_mut().zip(g) {
                 *o += v;
@@ -253,19 +298,29 @@ mod tests {
         let m = sample_patterns(&x, 9, 3).unwrap().masks;
         for layout in [Layout::Gated, Layout::Relu, Layout::ReluConstrained] {
             let op = ArrangementOperator::new(&x, &m, layout);
-            let v: Vec<f64> = (0..op.n_vars()).map(|i| ((i * 13) % 7) as f64 - 3.0).collect();
+            let v: Vec<f64> = (0..op.n_vars())
+                .map(|i| ((i * 13) % 7) as f64 - 3.0)
+                .collect();
             let mut z = vec![0.0; op.image_len()];
             op.apply(&v, &mut z);
             let zn = naive(&x, &m, layout, &v);
             for (a, b) in z.iter().zip(&zn) {
-                assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "{layout:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-9 * (1.0 + b.abs()),
+                    "{layout:?}: {a} vs {b}"
+                );
             }
-            let r: Vec<f64> = (0..op.image_len()).map(|i| ((i * 5) % 11) as f64 / 3.0 - 1.0).collect();
+            let r: Vec<f64> = (0..op.image_len())
+                .map(|i| ((i * 5) % 11) as f64 / 3.0 - 1.0)
+                .collect();
             let mut g = vec![0.0; op.n_vars()];
             op.adjoint(&r, &mut g);
             let lhs = crate::linalg::dot(&z, &r);
             let rhs = crate::linalg::dot(&v, &g);
-            assert!((lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0), "{layout:?}: {lhs} vs {rhs}");
+            assert!(
+                (lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0),
+                "{layout:?}: {lhs} vs {rhs}"
+            );
         }
     }
 
@@ -276,7 +331,10 @@ mod tests {
         let op = ArrangementOperator::new(&x, &m, Layout::Relu);
         let r: Vec<f64> = (0..x.nrows()).map(|i| (i % 17) as f64 - 8.0).collect();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let mut g = vec![0.0; op.n_vars()];
                 op.adjoint(&r, &mut g);

@@ -27,7 +27,9 @@ pub trait LinearMap: Sync {
             return 0.0;
         }
         // Deterministic, non-degenerate start vector.
-        let mut v: Vec<f64> = (0..n).map(|i| 1.0 + ((i * 7919) % 13) as f64 / 13.0).collect();
+        let mut v: Vec<f64> = (0..n)
+            .map(|i| 1.0 + ((i * 7919) % 13) as f64 / 13.0)
+            .collect();
         let mut img = vec![0.0; self.image_len()];
         let mut est = 0.0;
         for _ in 0..iters.max(1) {

@@ -77,7 +77,10 @@ impl Masks {
 
     /// Number of active samples in pattern `i`.
     pub fn count_active(&self, i: usize) -> usize {
-        self.pattern_words(i).iter().map(|w| w.count_ones() as usize).sum()
+        self.pattern_words(i)
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
     }
 
     /// Keeps only the patterns whose index is in `keep` (in that order).

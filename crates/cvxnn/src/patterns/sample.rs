@@ -146,6 +146,9 @@ mod tests {
     fn gates_with_wrong_width_are_rejected() {
         let x = toy();
         let g = Matrix::zeros(2, 4);
-        assert!(matches!(patterns_from_gates(&x, &g), Err(CvxnnError::Shape(_))));
+        assert!(matches!(
+            patterns_from_gates(&x, &g),
+            Err(CvxnnError::Shape(_))
+        ));
     }
 }

@@ -70,7 +70,9 @@ impl GroupL2 {
 
     /// Number of groups with a non-zero entry.
     pub fn active_groups(&self, x: &[f64]) -> usize {
-        self.groups(x).filter(|g| g.iter().any(|&v| v != 0.0)).count()
+        self.groups(x)
+            .filter(|g| g.iter().any(|&v| v != 0.0))
+            .count()
     }
 }
 

@@ -58,7 +58,10 @@ impl<'a> TwoLayerProgram<'a> {
             )));
         }
         if masks.is_empty() {
-            return Err(CvxnnError::arg("patterns", "no activation pattern to solve over"));
+            return Err(CvxnnError::arg(
+                "patterns",
+                "no activation pattern to solve over",
+            ));
         }
         if !(lambda.is_finite() && lambda > 0.0) {
             return Err(CvxnnError::arg(

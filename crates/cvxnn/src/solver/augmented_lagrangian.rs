@@ -48,6 +48,31 @@ impl ImageFunction for AugmentedImage<'_> {
     }
 }
 
+impl AugmentedImage<'_> {
+    /// Dual value of the subproblem `min phi(K x) + penalty(x)` at the gradient `grad_image`
+    /// (`[theta; mu]`, `mu <= 0`), rescaled by `s = min(1, lambda / max_group_norm)`:
+    /// `-h*(s theta) - q*(s mu)` with `q*(mu) = sum_k (mu_k gamma_k + mu_k^2 / 2) / rho`.
+    fn dual_value(&self, grad_image: &[f64], max_group_norm: f64, lambda: f64) -> f64 {
+        let n = self.y.len();
+        let s = if max_group_norm > lambda {
+            lambda / max_group_norm
+        } else {
+            1.0
+        };
+        let (theta, mu) = grad_image.split_at(n);
+        let q: f64 = mu
+            .iter()
+            .zip(self.gamma)
+            .map(|(&m, &g)| {
+                let m = s * m;
+                m * g + 0.5 * m * m
+            })
+            .sum::<f64>()
+            / self.rho;
+        dual_bound(self.loss, self.y, theta, max_group_norm, lambda) - q
+    }
+}
+
 /// Largest constraint violation `max (-c)_+`, relative to the largest `|c|`.
 fn relative_violation(c: &[f64]) -> f64 {
     let (mut worst, mut scale) = (0.0f64, 0.0f64);
@@ -82,12 +107,12 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
 ) -> Solution {
     let start = std::time::Instant::now();
     let n = y.len();
+
     let mut gamma = vec![0.0; map.image_len() - n];
     let mut rho = settings.rho_init / n.max(1) as f64;
     let mut x = x0.to_vec();
     let mut step = initial_step(map, loss.curvature(n).max(rho));
-    let lambda_scale = penalty.lambda.max(1e-300);
-    let mut inner_tol = 1e-1f64.max(settings.tol);
+    let mut inner_tol = 1e-2f64.max(settings.tol);
     let mut prev_violation = f64::INFINITY;
     let mut best_dual = f64::NEG_INFINITY;
     let mut total = 0usize;
@@ -131,7 +156,11 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
                 done = true;
                 return Control::Stop;
             }
-            if penalty.subdiff_distance(it.y, it.grad) <= tol_now * lambda_scale {
+            // Inner stop: relative duality gap of the augmented subproblem itself.
+            let sub_primal = it.smooth_value + penalty.value(it.y);
+            let sub_dual =
+                phi.dual_value(&it.grad_image, penalty.dual_norm(it.grad), penalty.lambda);
+            if relative_gap(sub_primal, sub_dual) <= tol_now {
                 Control::Stop
             } else {
                 Control::Continue

@@ -240,7 +240,13 @@ pub fn solve_group_lasso<M: LinearMap + ?Sized>(
     };
     let mut monitor = |it: &Iterate<'_>| {
         let primal = it.smooth_value + penalty.value(it.y);
-        let dual = dual_bound(loss, y, it.grad_image, penalty.dual_norm(it.grad), penalty.lambda);
+        let dual = dual_bound(
+            loss,
+            y,
+            it.grad_image,
+            penalty.dual_norm(it.grad),
+            penalty.lambda,
+        );
         best_dual = best_dual.max(dual);
         last = Progress {
             iteration: it.iteration,
@@ -259,7 +265,15 @@ pub fn solve_group_lasso<M: LinearMap + ?Sized>(
             Control::Continue
         }
     };
-    let out = fista(map, &phi, penalty, x0, step0, settings.max_iter, &mut monitor);
+    let out = fista(
+        map,
+        &phi,
+        penalty,
+        x0,
+        step0,
+        settings.max_iter,
+        &mut monitor,
+    );
     trace.push(last);
     let status = if out.stopped {
         Status::Converged

@@ -47,7 +47,7 @@ pub struct SolverSettings {
     /// Maximum number of first-order iterations in total (inner iterations of the augmented
     /// Lagrangian included). Default `20000`.
     pub max_iter: usize,
-    /// Initial augmented-Lagrangian penalty, as a multiple of `1/n`. Default `1000` (scnn's choice).
+    /// Initial augmented-Lagrangian penalty, as a multiple of `1/n`. Default `100` (measured best of 10, 100, 1000 on the bundled data).
     pub rho_init: f64,
 }
 
@@ -56,7 +56,7 @@ impl Default for SolverSettings {
         SolverSettings {
             tol: 1e-6,
             max_iter: 20_000,
-            rho_init: 1000.0,
+            rho_init: 100.0,
         }
     }
 }
@@ -65,7 +65,10 @@ impl SolverSettings {
     /// Checks every field's domain.
     pub fn validate(&self) -> Result<()> {
         if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(CvxnnError::arg("tol", format!("must be > 0, got {}", self.tol)));
+            return Err(CvxnnError::arg(
+                "tol",
+                format!("must be > 0, got {}", self.tol),
+            ));
         }
         if self.max_iter == 0 {
             return Err(CvxnnError::arg("max-iter", "must be at least 1"));

@@ -88,6 +88,10 @@ pub struct TrainArgs {
     /// Do not append a bias column (no hidden biases).
     #[arg(long)]
     pub no_bias: bool,
+    /// Regression: solve on the raw targets instead of targets divided by their standard
+    /// deviation (the default makes lambda comparable across data sets).
+    #[arg(long)]
+    pub no_scale_target: bool,
     /// Fraction of samples held out for testing, in [0, 1).
     #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub test_fraction: f64,

@@ -51,6 +51,7 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
         patterns,
         standardize: !a.no_standardize,
         bias: !a.no_bias,
+        scale_target: !a.no_scale_target,
         test_fraction: a.test_fraction,
         seed: a.seed,
         solver: SolverSettings {

@@ -42,6 +42,10 @@ pub struct TrainConfig {
     pub standardize: bool,
     /// Append a bias column (a hidden bias per neuron).
     pub bias: bool,
+    /// Regression: divide the targets by their standard deviation on the training split, so
+    /// that `lambda` means the same on every data set (the output layer takes the factor back,
+    /// so predictions and exported weights are in the target's units).
+    pub scale_target: bool,
     /// Fraction of samples held out for testing, in [0, 1).
     pub test_fraction: f64,
     /// Seed of every random choice (split, gates).
@@ -60,6 +64,7 @@ impl Default for TrainConfig {
             patterns: PatternSource::Sample(500),
             standardize: true,
             bias: true,
+            scale_target: true,
             test_fraction: 0.2,
             seed: 0,
             solver: SolverSettings::default(),
@@ -120,6 +125,8 @@ pub struct Report {
     pub tol: f64,
     /// Seed.
     pub seed: u64,
+    /// Factor the regression targets were divided by (objectives are in those units).
+    pub target_scale: f64,
     /// Training samples.
     pub n_train: usize,
     /// Test samples.
@@ -169,6 +176,8 @@ pub struct ModelMeta {
     pub standardize: bool,
     /// Whether a bias column was appended.
     pub bias: bool,
+    /// Factor the (regression) targets were divided by before solving; 1 when not scaled.
+    pub target_scale: f64,
     /// The two label values of a binary task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BinaryLabels>,
@@ -232,7 +241,15 @@ pub fn train(
     let (train_idx, test_idx) =
         train_test_split(table.features.nrows(), cfg.test_fraction, cfg.seed)?;
     let x_train_raw = table.features.select_rows(&train_idx);
-    let y_train: Vec<f64> = train_idx.iter().map(|&i| y_all[i]).collect();
+    let mut y_train: Vec<f64> = train_idx.iter().map(|&i| y_all[i]).collect();
+    let target_scale = if task == Task::Regression && cfg.scale_target {
+        let m = y_train.iter().sum::<f64>() / y_train.len().max(1) as f64;
+        let var = y_train.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / y_train.len().max(1) as f64;
+        if var > 0.0 { var.sqrt() } else { 1.0 }
+    } else {
+        1.0
+    };
+    y_train.iter_mut().for_each(|v| *v /= target_scale);
     let standardizer = if cfg.standardize {
         Standardizer::fit(&x_train_raw)
     } else {
@@ -273,6 +290,7 @@ pub fn train(
         standardizer,
         standardize: cfg.standardize,
         bias: cfg.bias,
+        target_scale,
         labels,
     };
     let model = TrainedModel { meta, network: raw };
@@ -309,6 +327,7 @@ pub fn train(
         violation: solution.violation,
         tol: cfg.solver.tol,
         seed: cfg.seed,
+        target_scale,
         n_train: train_idx.len(),
         n_test: test_idx.len(),
         d: x.ncols(),

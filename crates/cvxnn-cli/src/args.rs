@@ -73,7 +73,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
     /// Weight-decay strength lambda (> 0), objective scaled as (1/n) sum loss + lambda * penalty.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
     pub lambda: f64,
     /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped).
     #[arg(long, default_value_t = 500)]
@@ -93,16 +93,16 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_scale_target: bool,
     /// Fraction of samples held out for testing, in [0, 1).
-    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
     pub test_fraction: f64,
     /// Seed of every random choice (split, gates).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Target relative duality gap (and relative constraint violation).
-    #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-6, allow_hyphen_values = true)]
     pub tol: f64,
     /// Maximum number of first-order iterations.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub max_iter: usize,
     /// Directory for model.json, model.safetensors and report.json.
     #[arg(long)]

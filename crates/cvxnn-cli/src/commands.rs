@@ -68,6 +68,9 @@ fn run_train(a: TrainArgs) -> Result<()> {
     }
     // Refuse an occupied output directory before any work, so that nothing is overwritten.
     if let Some(dir) = &a.out {
+        if dir.exists() && !dir.is_dir() {
+            bail!("--out {} exists and is not a directory", dir.display());
+        }
         if !a.force {
             for f in cvxnn::estimator::MODEL_FILES {
                 if dir.join(f).exists() {

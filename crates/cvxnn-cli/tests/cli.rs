@@ -414,7 +414,6 @@ fn missing_data_file() {
 }
 
 #[test]
-#[ignore = "bug: I/O errors print their cause twice (CvxnnError::Io formats {source} and also marks it #[source]; main prints the chain with {:#})"]
 fn io_error_cause_is_printed_once() {
     let tmp = TempDir::new("missing2");
     let err = train_fails(&tmp.join("nope.csv"), "", &[], &["No such file"]);
@@ -543,7 +542,6 @@ fn lambda_must_be_positive_and_finite() {
 }
 
 #[test]
-#[ignore = "clap: a negative value with a negative exponent (`--lambda -1e-3`) is taken for a flag; the error is `unexpected argument '-1' found` and does not name --lambda"]
 fn negative_exponent_values_are_parsed() {
     let tmp = TempDir::new("lambda-exp");
     let p = tmp.write("d.csv", &regression_csv(20));
@@ -1229,7 +1227,6 @@ fn info_shows_model_kind_and_features() {
 }
 
 #[test]
-#[ignore = "inconsistency: `info` prints the loss with {:?} (`Squared`) where the CLI, model.json and report.json say `squared`"]
 fn info_prints_loss_as_on_the_command_line() {
     let tmp = TempDir::new("info-loss");
     let dir = small_model(&tmp);

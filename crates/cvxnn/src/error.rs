@@ -6,13 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum CvxnnError {
     /// A file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file concerned.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error (in the message, not repeated as a source).
+        error: std::io::Error,
     },
     /// A data file is malformed: names the file and, where known, the line and column.
     #[error("{}", format_data_error(path, *line, column.as_deref(), message))]
@@ -88,7 +87,7 @@ impl CvxnnError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         CvxnnError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

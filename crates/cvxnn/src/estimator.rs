@@ -244,8 +244,13 @@ pub fn train(
     let mut y_train: Vec<f64> = train_idx.iter().map(|&i| y_all[i]).collect();
     let target_scale = if task == Task::Regression && cfg.scale_target {
         let m = y_train.iter().sum::<f64>() / y_train.len().max(1) as f64;
-        let var = y_train.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / y_train.len().max(1) as f64;
-        if var > 0.0 { var.sqrt() } else { 1.0 }
+        let var =
+            y_train.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / y_train.len().max(1) as f64;
+        if var > 0.0 {
+            var.sqrt()
+        } else {
+            1.0
+        }
     } else {
         1.0
     };
@@ -273,8 +278,10 @@ pub fn train(
         Some(net) => Some(net.objective(&x, &y_train, loss, cfg.lambda)?),
         None => None,
     };
-    let raw =
+    let mut raw =
         RawNetwork::from_network(&network, &standardizer.mean, &standardizer.scale, cfg.bias)?;
+    // Predictions in the target's units: the output layer takes the target scale back.
+    raw.w2.iter_mut().for_each(|a| *a *= target_scale);
     let meta = ModelMeta {
         version: env!("CARGO_PKG_VERSION").to_string(),
         architecture: "two-layer".into(),

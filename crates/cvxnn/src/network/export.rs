@@ -50,7 +50,7 @@ fn fold(weights: &Matrix, mean: &[f64], scale: &[f64], bias: bool) -> (Matrix, V
     let m = weights.ncols();
     let mut w = Matrix::zeros(m, p);
     let mut b = vec![0.0; m];
-    for j in 0..m {
+    for (j, bj_out) in b.iter_mut().enumerate() {
         let u = weights.col(j);
         let mut bj = if bias { u[p] } else { 0.0 };
         for k in 0..p {
@@ -58,7 +58,7 @@ fn fold(weights: &Matrix, mean: &[f64], scale: &[f64], bias: bool) -> (Matrix, V
             w.set(j, k, wk);
             bj -= mean[k] * wk;
         }
-        b[j] = bj;
+        *bj_out = bj;
     }
     (w, b)
 }
@@ -69,15 +69,15 @@ fn unfold(w: &Matrix, b: &[f64], mean: &[f64], scale: &[f64], bias: bool) -> Res
     let d = p + usize::from(bias);
     let m = w.nrows();
     let mut u = Matrix::zeros(d, m);
-    for j in 0..m {
-        let mut ub = b[j];
+    for (j, &bj) in b.iter().enumerate().take(m) {
+        let mut ub = bj;
         for k in 0..p {
             u.set(k, j, w.get(j, k) * scale[k]);
             ub += mean[k] * w.get(j, k);
         }
         if bias {
             u.set(p, j, ub);
-        } else if ub.abs() > 1e-9 * (1.0 + b[j].abs()) {
+        } else if ub.abs() > 1e-9 * (1.0 + bj.abs()) {
             return Err(CvxnnError::arg(
                 "no-bias",
                 format!("neuron {j} has a hidden bias, which a model without bias column cannot express"),
@@ -151,7 +151,7 @@ impl RawNetwork {
         }
         let n = raw.nrows();
         let mut out = vec![0.0; n];
-        for i in 0..n {
+        for (i, o) in out.iter_mut().enumerate() {
             let x = raw.row(i);
             for j in 0..self.neurons() {
                 let pre: f64 =
@@ -163,7 +163,7 @@ impl RawNetwork {
                     None => pre >= 0.0,
                 };
                 if on {
-                    out[i] += self.w2[j] * pre;
+                    *o += self.w2[j] * pre;
                 }
             }
         }

@@ -34,7 +34,7 @@ impl Network {
         vars: &[f64],
         gates: Option<&Matrix>,
     ) -> Result<Network> {
-        let cols = if d == 0 { 0 } else { vars.len() / d };
+        let cols = vars.len().checked_div(d).unwrap_or(0);
         if d == 0 || cols * d != vars.len() {
             return Err(CvxnnError::Shape(format!(
                 "{} variables do not split into groups of {d}",

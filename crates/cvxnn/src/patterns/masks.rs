@@ -30,11 +30,7 @@ impl Masks {
 
     /// Number of patterns.
     pub fn len(&self) -> usize {
-        if self.words == 0 {
-            0
-        } else {
-            self.bits.len() / self.words
-        }
+        self.bits.len().checked_div(self.words).unwrap_or(0)
     }
 
     /// True when there is no pattern.

@@ -11,6 +11,10 @@ use crate::loss::LossKind;
 use crate::operator::LinearMap;
 use crate::penalty::GroupL2;
 
+/// Factor on `rho` when the violation shrank less than 4x in an outer step (measured: 10
+/// reaches both lower violation and lower gap than 2 or 5 on the bundled data sets).
+const RHO_GROWTH: f64 = 10.0;
+
 /// `phi(z, c) = h(z) + (rho/2) ||(gamma/rho - c)_+||^2`.
 struct AugmentedImage<'a> {
     loss: LossKind,
@@ -159,7 +163,7 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
             // Inner stop: relative duality gap of the augmented subproblem itself.
             let sub_primal = it.smooth_value + penalty.value(it.y);
             let sub_dual =
-                phi.dual_value(&it.grad_image, penalty.dual_norm(it.grad), penalty.lambda);
+                phi.dual_value(it.grad_image, penalty.dual_norm(it.grad), penalty.lambda);
             if relative_gap(sub_primal, sub_dual) <= tol_now {
                 Control::Stop
             } else {
@@ -187,7 +191,7 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         }
         let violation = last.violation;
         if violation > 0.25 * prev_violation {
-            rho *= 2.0;
+            rho *= RHO_GROWTH;
         }
         prev_violation = violation;
         inner_tol = (inner_tol * 0.3).max(0.3 * settings.tol);

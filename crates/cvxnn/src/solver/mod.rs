@@ -55,7 +55,7 @@ impl Default for SolverSettings {
     fn default() -> Self {
         SolverSettings {
             tol: 1e-6,
-            max_iter: 20_000,
+            max_iter: 100_000,
             rho_init: 100.0,
         }
     }

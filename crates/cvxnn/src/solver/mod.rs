@@ -45,7 +45,7 @@ pub struct SolverSettings {
     /// programs, relative constraint violation). Default `1e-6`.
     pub tol: f64,
     /// Maximum number of first-order iterations in total (inner iterations of the augmented
-    /// Lagrangian included). Default `20000`.
+    /// Lagrangian included). Default `100000`.
     pub max_iter: usize,
     /// Initial augmented-Lagrangian penalty, as a multiple of `1/n`. Default `100` (measured best of 10, 100, 1000 on the bundled data).
     pub rho_init: f64,

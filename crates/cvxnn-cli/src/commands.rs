@@ -105,10 +105,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
 
 fn summary(a: &TrainArgs, r: &Report) -> String {
     let mut s = String::new();
-    let loss = match r.loss {
-        LossKind::Squared => "squared",
-        LossKind::Logistic => "logistic",
-    };
+    let loss = r.loss;
     s += &format!(
         "cvxnn train: {} ({}), {} loss, lambda {:e}, {} sampled patterns, {} train / {} test samples, d = {}\n",
         a.data.display(),
@@ -207,7 +204,7 @@ fn run_info(a: InfoArgs) -> Result<()> {
         m.model, m.architecture, m.version
     );
     println!(
-        "task         {}  loss {:?}  lambda {:e}",
+        "task         {}  loss {}  lambda {:e}",
         m.task, m.loss, m.lambda
     );
     println!(

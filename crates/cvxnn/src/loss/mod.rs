@@ -12,6 +12,15 @@ pub enum LossKind {
     Logistic,
 }
 
+impl std::fmt::Display for LossKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LossKind::Squared => "squared",
+            LossKind::Logistic => "logistic",
+        })
+    }
+}
+
 impl LossKind {
     /// The data-fit term `h(z) = (1/n) sum_j loss(z_j, y_j)` (DESIGN section 0 scaling).
     pub fn value(self, z: &[f64], y: &[f64]) -> f64 {

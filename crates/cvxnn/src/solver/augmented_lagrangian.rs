@@ -175,6 +175,14 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         total += out.iterations;
         step = out.step;
         x = out.x;
+        if !out.stopped {
+            // The last point was never shown to the monitor: describe the point we return.
+            let (z, c) = out.image.split_at(n);
+            last.objective = loss.value(z, y) + penalty.value(&x);
+            last.violation = relative_violation(c);
+            last.relative_gap = relative_gap(last.objective, best_dual);
+            last.iteration = total;
+        }
         trace.push(last);
         if done {
             break Status::Converged;

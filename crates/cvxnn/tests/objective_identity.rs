@@ -243,8 +243,6 @@ fn gated_solution_at_max_iter_describes_its_point() {
 }
 
 #[test]
-#[ignore = "bug: solver/augmented_lagrangian.rs returns x = the unmonitored last FISTA point at \
-            max_iter but objective/violation of the previous monitored one"]
 fn relu_solution_at_max_iter_describes_its_point() {
     solution_describes_its_point(ModelKind::Relu, 3000);
 }

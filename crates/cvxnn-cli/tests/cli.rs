@@ -871,7 +871,6 @@ fn train_diabetes_gated(lambda: &str) -> (TempDir, Value) {
 
 /// The run of the issue, at `--lambda 1e-2`.
 #[test]
-#[ignore = "solver: gated-relu on diabetes with --patterns 50 --lambda 1e-2 stops at max-iterations (20000) with relative gap 1.72e-6 > tol 1e-6"]
 fn happy_path_regression_converges_at_lambda_1e_2() {
     let (_tmp, report) = train_diabetes_gated("1e-2");
     assert_eq!(text(&report, "status"), "converged");

@@ -68,12 +68,19 @@ fn print(file: &str, out: &TrainOutput) {
     );
 }
 
-/// The exported raw-feature network computes the same function as the design-space network,
-/// and converting it back gives the same function again.
+/// The exported raw-feature network computes the same function as the design-space network
+/// (times the target scale, which the exported output layer carries), and converting it back
+/// gives the same function again.
 fn check_export(t: &Table, out: &TrainOutput) {
     let meta = &out.model.meta;
     let design = design_matrix(&t.features, &meta.standardizer, meta.bias).unwrap();
-    let a = out.network.forward(&design).unwrap();
+    let a: Vec<f64> = out
+        .network
+        .forward(&design)
+        .unwrap()
+        .iter()
+        .map(|v| v * meta.target_scale)
+        .collect();
     let b = out.model.network.forward(&t.features).unwrap();
     let diff = max_rel_diff(&a, &b);
     eprintln!(

@@ -12,6 +12,7 @@ pub enum ModelKind {
     Relu,
 }
 
+pub mod polish;
 mod two_layer;
 
 pub use two_layer::TwoLayerProgram;

@@ -53,7 +53,8 @@ use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
 use crate::patterns::Masks;
-use crate::program::ModelKind;
+use crate::program::polish::polish;
+use crate::program::{ModelKind, TwoLayerProgram};
 
 /// A two-layer convex program as the conic solver sees it.
 #[derive(Clone, Copy, Debug)]
@@ -236,7 +237,26 @@ pub fn solve_conic(p: &ConicProblem, s: &ConicSettings) -> Result<ConicSolution>
     let mut objective = objective(p, &weights);
     let mut polished = false;
     if s.polish && status.is_solved() && objective.is_finite() {
-        if let Some(pw) = polish(p, &layout, &weights, &sol.z) {
+        // The polish needs a valid first-order program (lambda > 0); without one, no polish.
+        let program = TwoLayerProgram::new(p.x, p.y, p.masks, p.loss, p.model, p.lambda).ok();
+        // A pattern row is tight when its dual exceeds its slack.
+        let tight = |g: usize, i: usize, xu: &[f64]| -> Vec<usize> {
+            (0..layout.n)
+                .filter(|&j| {
+                    let sigma = if p.masks.get(j, i) { 1.0 } else { -1.0 };
+                    sol.z
+                        .get(layout.row_nn + g * layout.n + j)
+                        .copied()
+                        .unwrap_or(0.0)
+                        > sigma * xu[j]
+                })
+                .collect()
+        };
+        if let Some(pw) = program
+            .as_ref()
+            .and_then(|pr| polish(pr, &weights, &tight))
+            .map(|f| f.weights)
+        {
             let f = self::objective(p, &pw);
             if f <= objective + 1e-12 * objective.abs().max(1.0) {
                 weights = pw;
@@ -543,320 +563,6 @@ fn build_objective(p: &ConicProblem, l: &Layout) -> (CscMatrix<f64>, Vec<f64>) {
         }
     };
     (pmat, q)
-}
-
-/// Largest number of reduced variables the polish works with (its Hessian is dense).
-const POLISH_MAX_VARS: usize = 2000;
-
-/// One group kept by the polish: `u_g = basis * w` with `basis` an orthonormal basis of the null
-/// space of the group's active pattern constraints (the identity for gated ReLU).
-struct FaceGroup {
-    g: usize,
-    pattern: usize,
-    sign: f64,
-    basis: Matrix,
-    /// Offset of the group's reduced variables.
-    off: usize,
-}
-
-/// Newton polish. The interior-point solution tells which groups are non-zero (`||u_g||` larger
-/// than the dual slack `lambda - ||grad_g||`) and, for ReLU, which pattern constraints are tight
-/// (dual larger than slack). On that face the objective is smooth in the reduced variables
-/// `w_g` (`u_g = basis_g w_g`), so damped Newton converges quadratically. Returns `None` when
-/// the face cannot be handled (too many variables, factorization failure); the caller keeps the
-/// result only if it is no worse.
-fn polish(p: &ConicProblem, l: &Layout, weights: &Matrix, duals: &[f64]) -> Option<Matrix> {
-    let (n, d) = (l.n, l.d);
-    let inv_n = 1.0 / n as f64;
-    let relu = p.model == ModelKind::Relu;
-    let z0 = predictions(p, weights);
-    let (dl0, _) = loss_derivatives(p.loss, &z0, p.y);
-
-    let mut face: Vec<FaceGroup> = Vec::new();
-    let mut m = 0;
-    for g in 0..l.groups {
-        let u = weights.col(g);
-        let nu = crate::linalg::norm2(u);
-        let (i, sign) = l.group(g);
-        let grad: Vec<f64> = masked_xt(p.x, p.masks, i, &dl0)
-            .into_iter()
-            .map(|v| sign * v * inv_n)
-            .collect();
-        let slack = p.lambda - crate::linalg::norm2(&grad);
-        let active = nu > 0.0 && nu > slack;
-        if !active {
-            continue;
-        }
-        let basis = if relu {
-            let xu = p.x.matvec(u);
-            let tight: Vec<usize> = (0..n)
-                .filter(|&j| {
-                    let sigma = if p.masks.get(j, i) { 1.0 } else { -1.0 };
-                    duals.get(l.row_nn + g * n + j).copied().unwrap_or(0.0) > sigma * xu[j]
-                })
-                .collect();
-            null_space(p.x, &tight)?
-        } else {
-            identity(d)
-        };
-        if basis.ncols() == 0 {
-            continue;
-        }
-        face.push(FaceGroup {
-            g,
-            pattern: i,
-            sign,
-            off: m,
-            basis,
-        });
-        m += face.last().map_or(0, |f| f.basis.ncols());
-    }
-    if m > POLISH_MAX_VARS {
-        return None;
-    }
-    let to_weights = |w: &[f64]| {
-        let mut out = Matrix::zeros(d, l.groups);
-        for f in &face {
-            let wf = &w[f.off..f.off + f.basis.ncols()];
-            let u = f.basis.matvec(wf);
-            out.col_mut(f.g).copy_from_slice(&u);
-        }
-        out
-    };
-    if m == 0 {
-        return Some(Matrix::zeros(d, l.groups));
-    }
-
-    // B = [sign_g D_i X basis_g]_g (n x m): z = B w.
-    let mut b = Matrix::zeros(n, m);
-    for f in &face {
-        let xb = p.x.matmul(&f.basis);
-        for c in 0..f.basis.ncols() {
-            let dst = b.col_mut(f.off + c);
-            for (j, (o, &v)) in dst.iter_mut().zip(xb.col(c)).enumerate() {
-                if p.masks.get(j, f.pattern) {
-                    *o = f.sign * v;
-                }
-            }
-        }
-    }
-    // Row-feasibility data (ReLU): X basis_g per group, signs from the pattern.
-    let xbases: Vec<Matrix> = if relu {
-        face.iter().map(|f| p.x.matmul(&f.basis)).collect()
-    } else {
-        Vec::new()
-    };
-    let feasible = |w: &[f64]| -> bool {
-        face.iter().zip(&xbases).all(|(f, xb)| {
-            let xu = xb.matvec(&w[f.off..f.off + f.basis.ncols()]);
-            let scale = xu.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            xu.iter().enumerate().all(|(j, &v)| {
-                let sigma = if p.masks.get(j, f.pattern) { 1.0 } else { -1.0 };
-                sigma * v >= -1e-12 * scale
-            })
-        })
-    };
-    let group_norms = |w: &[f64]| -> Vec<f64> {
-        face.iter()
-            .map(|f| crate::linalg::norm2(&w[f.off..f.off + f.basis.ncols()]))
-            .collect()
-    };
-    let value = |w: &[f64]| -> f64 {
-        let z = b.matvec(w);
-        mean_loss(p.loss, &z, p.y) + p.lambda * group_norms(w).iter().sum::<f64>()
-    };
-    let gradient = |w: &[f64], dl: &[f64], norms: &[f64]| -> Vec<f64> {
-        let mut gr: Vec<f64> = (0..m)
-            .map(|c| crate::linalg::dot(b.col(c), dl) * inv_n)
-            .collect();
-        for (f, &nw) in face.iter().zip(norms) {
-            for c in f.off..f.off + f.basis.ncols() {
-                gr[c] += p.lambda * w[c] / nw;
-            }
-        }
-        gr
-    };
-
-    // Start from the interior-point weights projected onto the face.
-    let mut w = vec![0.0; m];
-    for f in &face {
-        let u = weights.col(f.g);
-        for c in 0..f.basis.ncols() {
-            w[f.off + c] = crate::linalg::dot(f.basis.col(c), u);
-        }
-    }
-    if !feasible(&w) || !group_norms(&w).iter().all(|&v| v > 0.0) {
-        return None;
-    }
-    let mut fw = value(&w);
-    for _ in 0..50 {
-        let z = b.matvec(&w);
-        let (dl, h) = loss_derivatives(p.loss, &z, p.y);
-        let norms = group_norms(&w);
-        let grad = gradient(&w, &dl, &norms);
-        let gmax = grad.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-        if gmax <= 1e-15 * (1.0 + p.lambda) {
-            break;
-        }
-        // Hessian: B^T diag(h) B / n + lambda (I - w w^T / |w|^2) / |w| per group.
-        let mut bh = b.clone();
-        for c in 0..m {
-            for (v, &hj) in bh.col_mut(c).iter_mut().zip(&h) {
-                *v *= hj.sqrt();
-            }
-        }
-        let mut hess = bh.t_matmul(&bh);
-        for v in hess.as_mut_slice() {
-            *v *= inv_n;
-        }
-        for (f, &nw) in face.iter().zip(&norms) {
-            let k = f.basis.ncols();
-            for a in 0..k {
-                for c in 0..k {
-                    let (ia, ic) = (f.off + a, f.off + c);
-                    let delta = if a == c { 1.0 } else { 0.0 };
-                    let v = hess.get(ia, ic) + p.lambda * (delta - w[ia] * w[ic] / (nw * nw)) / nw;
-                    hess.set(ia, ic, v);
-                }
-            }
-        }
-        let step = newton_step(&hess, &grad)?;
-        let slope = crate::linalg::dot(&grad, &step);
-        // Stop unless the step is a descent direction (also stops on NaN).
-        if slope.is_nan() || slope >= 0.0 {
-            break;
-        }
-        let mut alpha = 1.0;
-        let mut accepted = false;
-        for _ in 0..40 {
-            let trial: Vec<f64> = w.iter().zip(&step).map(|(a, s)| a + alpha * s).collect();
-            if group_norms(&trial).iter().all(|&v| v > 0.0) && feasible(&trial) {
-                let ft = value(&trial);
-                if ft <= fw + 1e-4 * alpha * slope {
-                    w = trial;
-                    fw = ft;
-                    accepted = true;
-                    break;
-                }
-            }
-            alpha *= 0.5;
-        }
-        if !accepted {
-            break;
-        }
-    }
-    Some(to_weights(&w))
-}
-
-/// Solves `(hess + delta I) x = -grad` by a sequential Cholesky factorization (so the result
-/// does not depend on the thread count), raising `delta` when the factorization fails.
-fn newton_step(hess: &Matrix, grad: &[f64]) -> Option<Vec<f64>> {
-    use faer::dyn_stack::{MemBuffer, MemStack};
-    use faer::linalg::cholesky::llt;
-    use faer::{Conj, Par};
-    let m = grad.len();
-    let dmax = (0..m).fold(0.0f64, |a, i| a.max(hess.get(i, i).abs()));
-    let mut delta = 1e-14 * (1.0 + dmax);
-    let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
-        m,
-        Par::Seq,
-        Default::default(),
-    ));
-    for _ in 0..6 {
-        let mut a = hess.clone();
-        for i in 0..m {
-            a.set(i, i, hess.get(i, i) + delta);
-        }
-        let factored = llt::factor::cholesky_in_place(
-            a.as_mut(),
-            Default::default(),
-            Par::Seq,
-            MemStack::new(&mut buf),
-            Default::default(),
-        );
-        if factored.is_ok() {
-            let mut rhs = Matrix::from_col_major(m, 1, grad.iter().map(|g| -g).collect())?;
-            llt::solve::solve_in_place_with_conj(
-                a.as_ref(),
-                Conj::No,
-                rhs.as_mut(),
-                Par::Seq,
-                MemStack::new(&mut buf),
-            );
-            let step = rhs.into_vec();
-            if step.iter().all(|v| v.is_finite()) {
-                return Some(step);
-            }
-        }
-        delta *= 1e3;
-    }
-    None
-}
-
-/// Orthonormal basis (`d x r`) of the null space of the rows `rows` of `x`; `None` when the
-/// eigendecomposition fails.
-fn null_space(x: &Matrix, rows: &[usize]) -> Option<Matrix> {
-    let d = x.ncols();
-    if rows.is_empty() {
-        return Some(identity(d));
-    }
-    let c = x.select_rows(rows);
-    let gram = c.t_matmul(&c);
-    let eig = gram.as_ref().self_adjoint_eigen(faer::Side::Lower).ok()?;
-    let vals = eig.S().column_vector();
-    let vecs = eig.U();
-    let top = (0..d).fold(0.0f64, |a, k| a.max(vals[k].abs()));
-    let keep: Vec<usize> = (0..d).filter(|&k| vals[k] <= 1e-10 * top).collect();
-    let mut basis = Matrix::zeros(d, keep.len());
-    for (c, &k) in keep.iter().enumerate() {
-        for r in 0..d {
-            basis.set(r, c, vecs[(r, k)]);
-        }
-    }
-    Some(basis)
-}
-
-/// The `d x d` identity.
-fn identity(d: usize) -> Matrix {
-    let mut m = Matrix::zeros(d, d);
-    for k in 0..d {
-        m.set(k, k, 1.0);
-    }
-    m
-}
-
-/// `X^T D_i v` (not divided by `n`).
-fn masked_xt(x: &Matrix, masks: &Masks, i: usize, v: &[f64]) -> Vec<f64> {
-    (0..x.ncols())
-        .map(|k| {
-            x.col(k)
-                .iter()
-                .zip(v)
-                .enumerate()
-                .filter(|(j, _)| masks.get(*j, i))
-                .map(|(_, (a, b))| a * b)
-                .sum()
-        })
-        .collect()
-}
-
-/// First and second derivatives of `loss(z_j, y_j)` in `z_j`.
-fn loss_derivatives(loss: LossKind, z: &[f64], y: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    match loss {
-        LossKind::Squared => (
-            z.iter().zip(y).map(|(a, b)| a - b).collect(),
-            vec![1.0; z.len()],
-        ),
-        LossKind::Logistic => z
-            .iter()
-            .zip(y)
-            .map(|(&zj, &yj)| {
-                // s = sigmoid(-y z) computed without overflow.
-                let s = 1.0 / (1.0 + (yj * zj).exp());
-                (-yj * s, s * (1.0 - s))
-            })
-            .unzip(),
-    }
 }
 
 /// Predictions `z = sum_g sign_g D_i X u_g` of a weight matrix (`d x P` or `d x 2P`).

@@ -1,0 +1,361 @@
+//! Newton polish on a face of the two-layer programs: once a solver has found which groups are
+//! non-zero and (for ReLU) which pattern constraints are tight, the objective restricted to that
+//! face is smooth in reduced variables, and damped Newton reaches machine precision in a few
+//! steps. Used after the conic solver (interior points are only ~sqrt(tol) accurate in direction)
+//! and after the augmented Lagrangian (whose dual certificate needs an accurate `theta`).
+
+use super::{ModelKind, TwoLayerProgram};
+use crate::linalg::Matrix;
+use crate::loss::LossKind;
+use crate::patterns::Masks;
+
+/// For group `g` of pattern `i` with activations `X u_g`, the pattern rows to hold at zero.
+pub type TightRows<'a> = dyn Fn(usize, usize, &[f64]) -> Vec<usize> + 'a;
+
+/// A polished point and the face it lives on.
+#[derive(Clone, Debug)]
+pub struct Face {
+    /// Weights, `d x G` (G = P or 2P), exactly zero off the face.
+    pub weights: Matrix,
+    /// The groups on the face with the dimension of their free subspace.
+    pub groups: Vec<(usize, usize)>,
+}
+
+/// Largest number of reduced variables the polish works with (its Hessian is dense).
+const POLISH_MAX_VARS: usize = 2000;
+
+/// One group kept by the polish: `u_g = basis * w` with `basis` an orthonormal basis of the null
+/// space of the group's active pattern constraints (the identity for gated ReLU).
+struct FaceGroup {
+    g: usize,
+    pattern: usize,
+    sign: f64,
+    basis: Matrix,
+    /// Offset of the group's reduced variables.
+    off: usize,
+}
+
+/// Newton polish. The interior-point solution tells which groups are non-zero (`||u_g||` larger
+/// than the dual slack `lambda - ||grad_g||`) and, for ReLU, which pattern constraints are tight
+/// (dual larger than slack). On that face the objective is smooth in the reduced variables
+/// `w_g` (`u_g = basis_g w_g`), so damped Newton converges quadratically. Returns `None` when
+/// the face cannot be handled (too many variables, factorization failure); the caller keeps the
+/// result only if it is no worse.
+pub fn polish(
+    p: &TwoLayerProgram<'_>,
+    weights: &Matrix,
+    tight_rows: &TightRows<'_>,
+) -> Option<Face> {
+    let (x, y, masks, loss, lambda) = (p.x(), p.y(), p.masks(), p.loss(), p.lambda());
+    let np = masks.len();
+    let groups = weights.ncols();
+    let group = |g: usize| if g < np { (g, 1.0) } else { (g - np, -1.0) };
+    let (n, d) = (x.nrows(), x.ncols());
+    let inv_n = 1.0 / n as f64;
+    let relu = p.model() == ModelKind::Relu;
+    let z0 = p.predict(weights.as_slice()).ok()?;
+    let (dl0, _) = loss_derivatives(loss, &z0, y);
+
+    let mut face: Vec<FaceGroup> = Vec::new();
+    let mut m = 0;
+    for g in 0..groups {
+        let u = weights.col(g);
+        let nu = crate::linalg::norm2(u);
+        let (i, sign) = group(g);
+        let grad: Vec<f64> = masked_xt(x, masks, i, &dl0)
+            .into_iter()
+            .map(|v| sign * v * inv_n)
+            .collect();
+        let slack = lambda - crate::linalg::norm2(&grad);
+        let active = nu > 0.0 && nu > slack;
+        if !active {
+            continue;
+        }
+        let basis = if relu {
+            // Rows the projection onto the face would push past zero join the tight set.
+            let sigma = |j: usize| if masks.get(j, i) { 1.0 } else { -1.0 };
+            let mut rows = tight_rows(g, i, &x.matvec(u));
+            let mut basis = null_space(x, &rows)?;
+            for _ in 0..=d {
+                let coef: Vec<f64> = (0..basis.ncols())
+                    .map(|c| crate::linalg::dot(basis.col(c), u))
+                    .collect();
+                let xu = x.matvec(&basis.matvec(&coef));
+                let scale = xu.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                let bad: Vec<usize> = (0..n)
+                    .filter(|&j| sigma(j) * xu[j] < -1e-12 * scale && !rows.contains(&j))
+                    .collect();
+                if bad.is_empty() {
+                    break;
+                }
+                rows.extend(bad);
+                basis = null_space(x, &rows)?;
+            }
+            basis
+        } else {
+            identity(d)
+        };
+        if basis.ncols() == 0 {
+            continue;
+        }
+        face.push(FaceGroup {
+            g,
+            pattern: i,
+            sign,
+            off: m,
+            basis,
+        });
+        m += face.last().map_or(0, |f| f.basis.ncols());
+    }
+    if m > POLISH_MAX_VARS {
+        return None;
+    }
+    let to_weights = |w: &[f64]| {
+        let mut out = Matrix::zeros(d, groups);
+        for f in &face {
+            let wf = &w[f.off..f.off + f.basis.ncols()];
+            let u = f.basis.matvec(wf);
+            out.col_mut(f.g).copy_from_slice(&u);
+        }
+        out
+    };
+    if m == 0 {
+        return Some(Face {
+            weights: Matrix::zeros(d, groups),
+            groups: Vec::new(),
+        });
+    }
+
+    // B = [sign_g D_i X basis_g]_g (n x m): z = B w.
+    let mut b = Matrix::zeros(n, m);
+    for f in &face {
+        let xb = x.matmul(&f.basis);
+        for c in 0..f.basis.ncols() {
+            let dst = b.col_mut(f.off + c);
+            for (j, (o, &v)) in dst.iter_mut().zip(xb.col(c)).enumerate() {
+                if masks.get(j, f.pattern) {
+                    *o = f.sign * v;
+                }
+            }
+        }
+    }
+    // Row-feasibility data (ReLU): X basis_g per group, signs from the pattern.
+    let xbases: Vec<Matrix> = if relu {
+        face.iter().map(|f| x.matmul(&f.basis)).collect()
+    } else {
+        Vec::new()
+    };
+    let feasible = |w: &[f64]| -> bool {
+        face.iter().zip(&xbases).all(|(f, xb)| {
+            let xu = xb.matvec(&w[f.off..f.off + f.basis.ncols()]);
+            let scale = xu.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            xu.iter().enumerate().all(|(j, &v)| {
+                let sigma = if masks.get(j, f.pattern) { 1.0 } else { -1.0 };
+                sigma * v >= -1e-12 * scale
+            })
+        })
+    };
+    let group_norms = |w: &[f64]| -> Vec<f64> {
+        face.iter()
+            .map(|f| crate::linalg::norm2(&w[f.off..f.off + f.basis.ncols()]))
+            .collect()
+    };
+    let value = |w: &[f64]| -> f64 {
+        let z = b.matvec(w);
+        loss.value(&z, y) + lambda * group_norms(w).iter().sum::<f64>()
+    };
+    let gradient = |w: &[f64], dl: &[f64], norms: &[f64]| -> Vec<f64> {
+        let mut gr: Vec<f64> = (0..m)
+            .map(|c| crate::linalg::dot(b.col(c), dl) * inv_n)
+            .collect();
+        for (f, &nw) in face.iter().zip(norms) {
+            for c in f.off..f.off + f.basis.ncols() {
+                gr[c] += lambda * w[c] / nw;
+            }
+        }
+        gr
+    };
+
+    // Start from the interior-point weights projected onto the face.
+    let mut w = vec![0.0; m];
+    for f in &face {
+        let u = weights.col(f.g);
+        for c in 0..f.basis.ncols() {
+            w[f.off + c] = crate::linalg::dot(f.basis.col(c), u);
+        }
+    }
+    if !feasible(&w) || !group_norms(&w).iter().all(|&v| v > 0.0) {
+        return None;
+    }
+    let mut fw = value(&w);
+    for _ in 0..50 {
+        let z = b.matvec(&w);
+        let (dl, h) = loss_derivatives(loss, &z, y);
+        let norms = group_norms(&w);
+        let grad = gradient(&w, &dl, &norms);
+        let gmax = grad.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        if gmax <= 1e-15 * (1.0 + lambda) {
+            break;
+        }
+        // Hessian: B^T diag(h) B / n + lambda (I - w w^T / |w|^2) / |w| per group.
+        let mut bh = b.clone();
+        for c in 0..m {
+            for (v, &hj) in bh.col_mut(c).iter_mut().zip(&h) {
+                *v *= hj.sqrt();
+            }
+        }
+        let mut hess = bh.t_matmul(&bh);
+        for v in hess.as_mut_slice() {
+            *v *= inv_n;
+        }
+        for (f, &nw) in face.iter().zip(&norms) {
+            let k = f.basis.ncols();
+            for a in 0..k {
+                for c in 0..k {
+                    let (ia, ic) = (f.off + a, f.off + c);
+                    let delta = if a == c { 1.0 } else { 0.0 };
+                    let v = hess.get(ia, ic) + lambda * (delta - w[ia] * w[ic] / (nw * nw)) / nw;
+                    hess.set(ia, ic, v);
+                }
+            }
+        }
+        let step = newton_step(&hess, &grad)?;
+        let slope = crate::linalg::dot(&grad, &step);
+        // Stop unless the step is a descent direction (also stops on NaN).
+        if slope.is_nan() || slope >= 0.0 {
+            break;
+        }
+        let mut alpha = 1.0;
+        let mut accepted = false;
+        for _ in 0..40 {
+            let trial: Vec<f64> = w.iter().zip(&step).map(|(a, s)| a + alpha * s).collect();
+            if group_norms(&trial).iter().all(|&v| v > 0.0) && feasible(&trial) {
+                let ft = value(&trial);
+                if ft <= fw + 1e-4 * alpha * slope {
+                    w = trial;
+                    fw = ft;
+                    accepted = true;
+                    break;
+                }
+            }
+            alpha *= 0.5;
+        }
+        if !accepted {
+            break;
+        }
+    }
+    Some(Face {
+        weights: to_weights(&w),
+        groups: face.into_iter().map(|f| (f.g, f.basis.ncols())).collect(),
+    })
+}
+
+/// Solves `(hess + delta I) x = -grad` by a sequential Cholesky factorization (so the result
+/// does not depend on the thread count), raising `delta` when the factorization fails.
+fn newton_step(hess: &Matrix, grad: &[f64]) -> Option<Vec<f64>> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::cholesky::llt;
+    use faer::{Conj, Par};
+    let m = grad.len();
+    let dmax = (0..m).fold(0.0f64, |a, i| a.max(hess.get(i, i).abs()));
+    let mut delta = 1e-14 * (1.0 + dmax);
+    let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
+        m,
+        Par::Seq,
+        Default::default(),
+    ));
+    for _ in 0..6 {
+        let mut a = hess.clone();
+        for i in 0..m {
+            a.set(i, i, hess.get(i, i) + delta);
+        }
+        let factored = llt::factor::cholesky_in_place(
+            a.as_mut(),
+            Default::default(),
+            Par::Seq,
+            MemStack::new(&mut buf),
+            Default::default(),
+        );
+        if factored.is_ok() {
+            let mut rhs = Matrix::from_col_major(m, 1, grad.iter().map(|g| -g).collect())?;
+            llt::solve::solve_in_place_with_conj(
+                a.as_ref(),
+                Conj::No,
+                rhs.as_mut(),
+                Par::Seq,
+                MemStack::new(&mut buf),
+            );
+            let step = rhs.into_vec();
+            if step.iter().all(|v| v.is_finite()) {
+                return Some(step);
+            }
+        }
+        delta *= 1e3;
+    }
+    None
+}
+
+/// Orthonormal basis (`d x r`) of the null space of the rows `rows` of `x`; `None` when the
+/// eigendecomposition fails.
+fn null_space(x: &Matrix, rows: &[usize]) -> Option<Matrix> {
+    let d = x.ncols();
+    if rows.is_empty() {
+        return Some(identity(d));
+    }
+    let c = x.select_rows(rows);
+    let gram = c.t_matmul(&c);
+    let eig = gram.as_ref().self_adjoint_eigen(faer::Side::Lower).ok()?;
+    let vals = eig.S().column_vector();
+    let vecs = eig.U();
+    let top = (0..d).fold(0.0f64, |a, k| a.max(vals[k].abs()));
+    let keep: Vec<usize> = (0..d).filter(|&k| vals[k] <= 1e-10 * top).collect();
+    let mut basis = Matrix::zeros(d, keep.len());
+    for (c, &k) in keep.iter().enumerate() {
+        for r in 0..d {
+            basis.set(r, c, vecs[(r, k)]);
+        }
+    }
+    Some(basis)
+}
+
+/// The `d x d` identity.
+fn identity(d: usize) -> Matrix {
+    let mut m = Matrix::zeros(d, d);
+    for k in 0..d {
+        m.set(k, k, 1.0);
+    }
+    m
+}
+
+/// `X^T D_i v` (not divided by `n`).
+fn masked_xt(x: &Matrix, masks: &Masks, i: usize, v: &[f64]) -> Vec<f64> {
+    (0..x.ncols())
+        .map(|k| {
+            x.col(k)
+                .iter()
+                .zip(v)
+                .enumerate()
+                .filter(|(j, _)| masks.get(*j, i))
+                .map(|(_, (a, b))| a * b)
+                .sum()
+        })
+        .collect()
+}
+
+/// First and second derivatives of `loss(z_j, y_j)` in `z_j`.
+fn loss_derivatives(loss: LossKind, z: &[f64], y: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    match loss {
+        LossKind::Squared => (
+            z.iter().zip(y).map(|(a, b)| a - b).collect(),
+            vec![1.0; z.len()],
+        ),
+        LossKind::Logistic => z
+            .iter()
+            .zip(y)
+            .map(|(&zj, &yj)| {
+                let s = crate::loss::sigmoid(-yj * zj);
+                (-yj * s, s * (1.0 - s))
+            })
+            .unzip(),
+    }
+}

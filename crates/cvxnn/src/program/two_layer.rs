@@ -14,6 +14,8 @@ use crate::solver::fista::solve_group_lasso;
 
 /// Largest relative constraint violation a polished point may keep (rounding on its face).
 const POLISH_FEASIBILITY: f64 = 1e-12;
+/// Extra active-set rounds of the polish.
+const POLISH_ROUNDS: usize = 8;
 use crate::certificate::relu_kkt_dual_bound;
 use crate::solver::{Progress, Solution, SolverSettings, Status};
 
@@ -213,73 +215,34 @@ impl<'a> TwoLayerProgram<'a> {
         })
     }
 
-    /// Augmented Lagrangian to a moderate accuracy, then a Newton polish on the face it found
-    /// and the KKT dual bound there; when that certificate misses `tol`, the augmented
-    /// Lagrangian goes on (warm) to `tol` and the polish is tried again.
+    /// Augmented Lagrangian whose outer steps try a Newton polish on the face they found, with
+    /// the KKT dual bound there: the solve ends as soon as a polished point certifies `tol`.
     fn solve_relu(
         &self,
         settings: &SolverSettings,
         x0: &[f64],
         progress: &mut dyn FnMut(&Progress),
     ) -> Solution {
-        let start = std::time::Instant::now();
         let map = ArrangementOperator::new(self.x, self.masks, Layout::ReluConstrained);
-        let penalty = self.penalty();
-        let stage1 = SolverSettings {
-            tol: (settings.tol * 100.0).clamp(settings.tol, 1e-4),
-            ..settings.clone()
-        };
-        let mut sol =
-            solve_cone_constrained(&map, self.loss, self.y, &penalty, x0, &stage1, progress);
-        let mut polished = self.polish_and_certify(&sol);
-        let certified = |s: &Solution| s.relative_gap() <= settings.tol;
-        if !polished.as_ref().is_some_and(certified) && sol.iterations < settings.max_iter {
-            let rest = SolverSettings {
-                max_iter: settings.max_iter - sol.iterations,
-                ..settings.clone()
-            };
-            let used = sol.iterations;
-            let mut more =
-                solve_cone_constrained(&map, self.loss, self.y, &penalty, &sol.x, &rest, progress);
-            more.iterations += used;
-            more.dual_bound = more.dual_bound.max(sol.dual_bound);
-            more.trace.splice(0..0, sol.trace.drain(..));
-            sol = more;
-            polished = self.polish_and_certify(&sol).or(polished);
-        }
-        if let Some(mut p) = polished {
-            // Keep the polished point when it is exactly feasible and certifies at least as well.
-            let better = p.relative_gap() <= sol.relative_gap().max(settings.tol)
-                || sol.violation > settings.tol;
-            if better {
-                p.dual_bound = p.dual_bound.max(sol.dual_bound);
-                p.status = if p.relative_gap() <= settings.tol {
-                    Status::Converged
-                } else {
-                    sol.status
-                };
-                p.iterations = sol.iterations;
-                p.trace = std::mem::take(&mut sol.trace);
-                p.trace.push(Progress {
-                    iteration: p.iterations,
-                    objective: p.objective,
-                    dual_bound: p.dual_bound,
-                    relative_gap: p.relative_gap(),
-                    violation: p.violation,
-                });
-                sol = p;
-            }
-        }
-        sol.seconds = start.elapsed().as_secs_f64();
-        sol
+        let hook = |x: &[f64]| self.polish_and_certify(x);
+        solve_cone_constrained(
+            &map,
+            self.loss,
+            self.y,
+            &self.penalty(),
+            x0,
+            settings,
+            Some(&hook),
+            progress,
+        )
     }
 
     /// Newton polish of an augmented-Lagrangian point on its face (active groups; rows whose
     /// constraint value is within `1e-6` of the largest one in size counted tight), kept only
-    /// when exactly feasible, with its KKT dual bound.
-    fn polish_and_certify(&self, sol: &Solution) -> Option<Solution> {
+    /// when feasible up to rounding, with its KKT dual bound.
+    fn polish_and_certify(&self, vars: &[f64]) -> Option<Solution> {
         let (d, p) = (self.x.ncols(), self.masks.len());
-        let w = Matrix::from_col_major(d, 2 * p, sol.x.clone())?;
+        let w = Matrix::from_col_major(d, 2 * p, vars.to_vec())?;
         let masks = self.masks;
         let tight = |_g: usize, i: usize, xu: &[f64]| -> Vec<usize> {
             let scale = xu.iter().fold(0.0f64, |a, b| a.max(b.abs()));
@@ -290,7 +253,22 @@ impl<'a> TwoLayerProgram<'a> {
                 })
                 .collect()
         };
-        let x = polish(self, &w, &tight)?.weights.into_vec();
+        // A Newton step blocked by a row that was not held at zero stops near that row; the
+        // next round holds it (an active-set sweep), until the objective stops improving.
+        let mut face = polish(self, &w, &tight)?.weights;
+        let mut best = self.objective(face.as_slice()).ok()?;
+        for _ in 0..POLISH_ROUNDS {
+            let Some(next) = polish(self, &face, &tight).map(|f| f.weights) else {
+                break;
+            };
+            let f = self.objective(next.as_slice()).ok()?;
+            if f >= best {
+                break;
+            }
+            best = f;
+            face = next;
+        }
+        let x = face.into_vec();
         // Rows on the face are zero up to rounding; anything larger is a failed polish.
         let violation = self.violation(&x).ok()?;
         if violation > POLISH_FEASIBILITY {
@@ -304,7 +282,7 @@ impl<'a> TwoLayerProgram<'a> {
             objective,
             dual_bound: dual,
             violation,
-            iterations: sol.iterations,
+            iterations: 0,
             seconds: 0.0,
             trace: Vec::new(),
         })

@@ -11,6 +11,12 @@ use crate::loss::LossKind;
 use crate::operator::LinearMap;
 use crate::penalty::GroupL2;
 
+/// Maps a point of the augmented Lagrangian to a polished, certified solution (or `None`).
+pub type PolishHook<'a> = dyn Fn(&[f64]) -> Option<Solution> + 'a;
+
+/// Relative violation below which outer steps try the polish hook.
+const POLISH_BELOW: f64 = 1e-3;
+
 /// Factor on `rho` when the violation shrank less than 4x in an outer step (measured: 10
 /// reaches both lower violation and lower gap than 2 or 5 on the bundled data sets).
 const RHO_GROWTH: f64 = 10.0;
@@ -107,6 +113,7 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     penalty: &GroupL2,
     x0: &[f64],
     settings: &SolverSettings,
+    polish: Option<&PolishHook<'_>>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Solution {
     let start = std::time::Instant::now();
@@ -186,6 +193,26 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         trace.push(last);
         if done {
             break Status::Converged;
+        }
+        if let Some(hook) = polish.filter(|_| last.violation <= POLISH_BELOW) {
+            // A polished point whose certificate meets the tolerance ends the solve.
+            if let Some(mut p) = hook(&x).filter(|p| p.relative_gap() <= settings.tol) {
+                p.dual_bound = p.dual_bound.max(best_dual);
+                p.status = Status::Converged;
+                p.iterations = total;
+                p.seconds = start.elapsed().as_secs_f64();
+                last = Progress {
+                    iteration: total,
+                    objective: p.objective,
+                    dual_bound: p.dual_bound,
+                    relative_gap: p.relative_gap(),
+                    violation: p.violation,
+                };
+                trace.push(last);
+                progress(&last);
+                p.trace = trace;
+                return p;
+            }
         }
         if out.numerical_error {
             break Status::NumericalError;

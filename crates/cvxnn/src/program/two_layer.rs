@@ -10,7 +10,7 @@ use crate::operator::{ArrangementOperator, Layout, LinearMap};
 use crate::patterns::Masks;
 use crate::penalty::GroupL2;
 use crate::solver::augmented_lagrangian::solve_cone_constrained;
-use crate::solver::fista::solve_group_lasso;
+use crate::solver::fista::{solve_group_lasso, LossImage};
 
 /// Largest relative constraint violation a polished point may keep (rounding on its face).
 const POLISH_FEASIBILITY: f64 = 1e-12;
@@ -227,8 +227,10 @@ impl<'a> TwoLayerProgram<'a> {
         let hook = |x: &[f64]| self.polish_and_certify(x);
         solve_cone_constrained(
             &map,
-            self.loss,
-            self.y,
+            LossImage {
+                loss: self.loss,
+                y: self.y,
+            },
             &self.penalty(),
             x0,
             settings,

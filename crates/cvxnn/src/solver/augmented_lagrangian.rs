@@ -4,7 +4,7 @@
 //!
 //! The operator's image is `[A x; C x]`; the first `n` entries are the predictions.
 
-use super::fista::{fista, initial_step, Control, ImageFunction};
+use super::fista::{fista, initial_step, Control, ImageFunction, LossImage};
 use super::{relative_gap, Progress, Solution, SolverSettings, Status};
 use crate::certificate::dual_bound;
 use crate::loss::LossKind;
@@ -97,8 +97,8 @@ fn relative_violation(c: &[f64]) -> f64 {
     }
 }
 
-/// Solves `min h(A x) + penalty(x)` s.t. `C x >= 0`, where `map` gives `[A x; C x]` and
-/// `y.len()` is the length of `A x`.
+/// Solves `min h(A x) + penalty(x)` s.t. `C x >= 0`, where `map` gives `[A x; C x]`, `h` is
+/// `data` and `data.y.len()` is the length of `A x`.
 ///
 /// Every inner iterate `y` yields a dual point: `theta = grad h(A y)` with multipliers
 /// `mu = (gamma - rho C y)_+ >= 0`, whose combination `A^T theta - C^T mu` is exactly the
@@ -108,8 +108,7 @@ fn relative_violation(c: &[f64]) -> f64 {
 /// subgradient is below a tolerance that tightens from outer step to outer step.
 pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     map: &M,
-    loss: LossKind,
-    y: &[f64],
+    data: LossImage<'_>,
     penalty: &GroupL2,
     x0: &[f64],
     settings: &SolverSettings,
@@ -117,6 +116,7 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     progress: &mut dyn FnMut(&Progress),
 ) -> Solution {
     let start = std::time::Instant::now();
+    let (loss, y) = (data.loss, data.y);
     let n = y.len();
 
     let mut gamma = vec![0.0; map.image_len() - n];

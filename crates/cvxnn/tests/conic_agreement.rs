@@ -108,7 +108,6 @@ fn relu_logistic_agrees() {
 /// The augmented Lagrangian's primal point agrees with the conic optimum to ~1e-9 (above), but
 /// its dual bound lags: it reaches `Status::Converged` at `tol = 1e-9` only once the solver does.
 #[test]
-#[ignore = "AL convergence: relu at tol 1e-9 stops at max_iter (200k) with relative gap 2e-7..2e-5"]
 fn relu_first_order_converges_at_tight_tol() {
     agree(ModelKind::Relu, LossKind::Squared, 1e-2, 15, true);
     agree(ModelKind::Relu, LossKind::Squared, 1e-3, 16, true);

@@ -177,19 +177,18 @@ fn breast_cancer_gated_relu_converges() {
 }
 
 #[test]
-#[ignore = "AL convergence: stops at max_iter 200k (114 s) with relative gap 2.8e-5"]
 fn diabetes_relu_converges() {
     converges("diabetes.csv", ModelKind::Relu, 30, 1e-2);
 }
 
 #[test]
-#[ignore = "AL convergence: stops at max_iter 200k (108 s) with relative gap 9.8e-4"]
+#[ignore = "AL + polish: stops at max_iter 200k (105 s) with relative gap 8.0e-6, violation 1.9e-7 (polish not certified)"]
 fn diabetes_relu_small_lambda_converges() {
     converges("diabetes.csv", ModelKind::Relu, 30, 1e-3);
 }
 
 #[test]
-#[ignore = "AL convergence: stops at max_iter 200k (169 s) with relative gap 3.3e-6"]
+#[ignore = "AL + polish (logistic): stops at max_iter 200k (145 s) with relative gap 2.6e-6, violation 4e-10 (polish not certified)"]
 fn breast_cancer_relu_converges() {
     converges("breast_cancer.csv", ModelKind::Relu, 30, 1e-2);
 }

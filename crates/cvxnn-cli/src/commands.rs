@@ -117,6 +117,12 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
         r.n_test,
         r.d
     );
+    if r.target_scale != 1.0 {
+        s += &format!(
+            "  targets      divided by {:.6} (their train std); objectives in those units\n",
+            r.target_scale
+        );
+    }
     s += &format!(
         "  status       {} ({} iterations, {:.2} s)\n",
         r.status, r.iterations, r.seconds

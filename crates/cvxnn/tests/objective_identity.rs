@@ -168,7 +168,6 @@ fn gated_case(loss: LossKind, lambda: f64, seed: u64) {
 }
 
 #[test]
-#[ignore = "AL convergence: at tol 1e-10 the augmented Lagrangian stops at max_iter (200k) with relative gap ~1e-7"]
 fn relu_squared_network_attains_convex_objective() {
     for (lambda, seed) in [(1e-2, 1), (1e-3, 2)] {
         relu_case(LossKind::Squared, lambda, seed);
@@ -176,7 +175,7 @@ fn relu_squared_network_attains_convex_objective() {
 }
 
 #[test]
-#[ignore = "AL convergence: at tol 1e-10 the augmented Lagrangian stops at max_iter (200k) with relative gap ~1e-6"]
+#[ignore = "logistic, lambda 1e-3: at tol 1e-10 the polish does not certify; stops at max_iter 200k (26 s) though identity holds to 7e-12 (lambda 1e-2 certifies in 3815 iterations)"]
 fn relu_logistic_network_attains_convex_objective() {
     for (lambda, seed) in [(1e-2, 3), (1e-3, 4)] {
         relu_case(LossKind::Logistic, lambda, seed);

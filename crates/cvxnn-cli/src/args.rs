@@ -114,7 +114,7 @@ pub struct TrainArgs {
     pub lambda: f64,
     /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped), or
     /// `exact` for every pattern of the data's hyperplane arrangement (global certificate).
-    #[arg(long, default_value = "500", value_parser = parse_patterns)]
+    #[arg(long, default_value = "500", value_parser = parse_patterns, allow_hyphen_values = true)]
     pub patterns: PatternsArg,
     /// With --patterns exact: refuse when the predicted pattern count exceeds this.
     #[arg(long, default_value_t = 100_000)]
@@ -215,7 +215,7 @@ pub struct CertifyArgs {
     pub loss: Option<LossArg>,
     /// Patterns of the lower bound: `exact` (global) or a number of sampled patterns; the
     /// network's own activation patterns are always added.
-    #[arg(long, default_value = "exact", value_parser = parse_patterns)]
+    #[arg(long, default_value = "exact", value_parser = parse_patterns, allow_hyphen_values = true)]
     pub patterns: PatternsArg,
     /// With --patterns exact: refuse when the predicted pattern count exceeds this.
     #[arg(long, default_value_t = 100_000)]

@@ -54,7 +54,7 @@ pub fn parse_patterns(s: &str) -> Result<PatternsArg, String> {
 /// Which solver runs the convex program.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SolverArg {
-    /// Conic for small programs (samples x patterns x columns <= 2e6), first-order otherwise.
+    /// Conic for small ReLU programs (samples x patterns x columns <= 2e5), first-order otherwise.
     Auto,
     /// R-FISTA / augmented Lagrangian.
     FirstOrder,

@@ -23,6 +23,43 @@ pub enum Command {
     Predict(PredictArgs),
     /// Show what a model directory holds.
     Info(InfoArgs),
+    /// How far a two-layer ReLU network (a cvxnn model directory or PyTorch-named safetensors) is
+    /// from the global optimum of its training problem.
+    Certify(CertifyArgs),
+}
+
+/// `--patterns`: a number of sampled patterns, or `exact`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatternsArg {
+    /// This many sampled gates (duplicates dropped).
+    Sample(usize),
+    /// Every pattern of the hyperplane arrangement.
+    Exact,
+}
+
+/// Parses `exact` or a positive integer.
+pub fn parse_patterns(s: &str) -> Result<PatternsArg, String> {
+    if s.eq_ignore_ascii_case("exact") {
+        return Ok(PatternsArg::Exact);
+    }
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (or `exact`)".into()),
+        Ok(n) => Ok(PatternsArg::Sample(n)),
+        Err(_) => Err(format!(
+            "expected a number of patterns or `exact`, got `{s}`"
+        )),
+    }
+}
+
+/// Which solver runs the convex program.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolverArg {
+    /// Conic for small ReLU programs (samples x patterns x columns <= 2e5), first-order otherwise.
+    Auto,
+    /// R-FISTA / augmented Lagrangian.
+    FirstOrder,
+    /// Clarabel interior point (the dual bound from a warm-started first-order solve).
+    Conic,
 }
 
 /// The prediction task.
@@ -75,9 +112,16 @@ pub struct TrainArgs {
     /// Weight-decay strength lambda (> 0), objective scaled as (1/n) sum loss + lambda * penalty.
     #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
     pub lambda: f64,
-    /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped).
-    #[arg(long, default_value_t = 500)]
-    pub patterns: usize,
+    /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped), or
+    /// `exact` for every pattern of the data's hyperplane arrangement (global certificate).
+    #[arg(long, default_value = "500", value_parser = parse_patterns, allow_hyphen_values = true)]
+    pub patterns: PatternsArg,
+    /// With --patterns exact: refuse when the predicted pattern count exceeds this.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_patterns: usize,
+    /// Solver of the convex program.
+    #[arg(long, value_enum, default_value_t = SolverArg::Auto)]
+    pub solver: SolverArg,
     /// Exact gate vectors instead of sampling: CSV without header (one gate per row, one value
     /// per feature column after standardization and bias) or .npy of shape (P, d).
     #[arg(long, conflicts_with = "patterns")]
@@ -144,4 +188,67 @@ pub struct InfoArgs {
     /// Model directory written by `cvxnn train --out`.
     #[arg(long)]
     pub model: PathBuf,
+}
+
+/// `cvxnn certify`.
+#[derive(Args, Debug)]
+pub struct CertifyArgs {
+    /// Model directory written by `cvxnn train --out` (its preprocessing is used), its
+    /// model.safetensors, or any safetensors file with `0.weight` (m, p), `0.bias` (m) and
+    /// `2.weight` (1, m) acting on raw features (preprocessing from the flags, fitted on --data).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// CSV file with a header row; the network's features and the target column.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Weight-decay strength lambda (> 0) of the training problem.
+    #[arg(long, allow_hyphen_values = true)]
+    pub lambda: f64,
+    /// Name of the target column (a model directory's own target by default).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Prediction task (ignored for a model directory).
+    #[arg(long, value_enum, default_value_t = TaskArg::Auto)]
+    pub task: TaskArg,
+    /// Loss (default: the model directory's, else squared for regression, logistic for binary).
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    /// Patterns of the lower bound: `exact` (global) or a number of sampled patterns; the
+    /// network's own activation patterns are always added.
+    #[arg(long, default_value = "exact", value_parser = parse_patterns, allow_hyphen_values = true)]
+    pub patterns: PatternsArg,
+    /// With --patterns exact: refuse when the predicted pattern count exceeds this.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_patterns: usize,
+    /// Solver of the convex program.
+    #[arg(long, value_enum, default_value_t = SolverArg::Auto)]
+    pub solver: SolverArg,
+    /// Do not z-score the features (bare safetensors only).
+    #[arg(long)]
+    pub no_standardize: bool,
+    /// No bias column (bare safetensors only; the network must have zero hidden biases).
+    #[arg(long)]
+    pub no_bias: bool,
+    /// Regression: do not divide the targets by their standard deviation (bare safetensors only).
+    #[arg(long)]
+    pub no_scale_target: bool,
+    /// Fraction of samples left out, in [0, 1) (use the training run's value and --seed to
+    /// certify on its training split).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub test_fraction: f64,
+    /// Seed (split, sampled patterns).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Relative gap under which the network counts as optimal; also the solver's tolerance.
+    #[arg(long, default_value_t = 1e-6, allow_hyphen_values = true)]
+    pub tol: f64,
+    /// Maximum number of first-order iterations.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_iter: usize,
+    /// Print the result as JSON on stdout (the summary then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }

@@ -5,12 +5,18 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cvxnn::data::{read_features, read_gates, read_table, Task};
-use cvxnn::estimator::{train, PatternSource, Report, TrainConfig, TrainedModel};
+use cvxnn::estimator::{
+    certify, train, CertifyConfig, CertifyReport, PatternSource, Report, SolverChoice, TrainConfig,
+    TrainedModel,
+};
 use cvxnn::loss::LossKind;
 use cvxnn::program::ModelKind;
 use cvxnn::solver::SolverSettings;
 
-use crate::args::{Cli, Command, InfoArgs, LossArg, ModelArg, PredictArgs, TaskArg, TrainArgs};
+use crate::args::{
+    CertifyArgs, Cli, Command, InfoArgs, LossArg, ModelArg, PatternsArg, PredictArgs, SolverArg,
+    TaskArg, TrainArgs,
+};
 use crate::progress::SolveProgress;
 
 /// Runs the parsed command line.
@@ -19,7 +25,38 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => run_train(a),
         Command::Predict(a) => run_predict(a),
         Command::Info(a) => run_info(a),
+        Command::Certify(a) => run_certify(a),
     }
+}
+
+fn pattern_source(p: PatternsArg, max_patterns: usize) -> PatternSource {
+    match p {
+        PatternsArg::Sample(n) => PatternSource::Sample(n),
+        PatternsArg::Exact => PatternSource::Exact { max_patterns },
+    }
+}
+
+fn solver_choice(s: SolverArg) -> SolverChoice {
+    match s {
+        SolverArg::Auto => SolverChoice::Auto,
+        SolverArg::FirstOrder => SolverChoice::FirstOrder,
+        SolverArg::Conic => SolverChoice::Conic,
+    }
+}
+
+fn task_arg(t: TaskArg) -> Option<Task> {
+    match t {
+        TaskArg::Auto => None,
+        TaskArg::Regression => Some(Task::Regression),
+        TaskArg::Binary => Some(Task::Binary),
+    }
+}
+
+fn loss_arg(l: Option<LossArg>) -> Option<LossKind> {
+    l.map(|l| match l {
+        LossArg::Squared => LossKind::Squared,
+        LossArg::Logistic => LossKind::Logistic,
+    })
 }
 
 fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
@@ -28,25 +65,20 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             let d = n_features + usize::from(!a.no_bias);
             PatternSource::Gates(read_gates(path, d).with_context(|| "reading --gates")?)
         }
-        None => PatternSource::Sample(a.patterns),
+        None => pattern_source(a.patterns, a.max_patterns),
     };
-    if a.patterns == 0 {
-        bail!("invalid argument `patterns`: must be at least 1");
+    if a.patterns == PatternsArg::Exact && a.model == ModelArg::GatedRelu {
+        bail!(
+            "invalid argument `patterns`: `exact` needs --model relu (gated ReLU needs a gate per pattern; use --patterns N or --gates FILE)"
+        );
     }
     Ok(TrainConfig {
-        task: match a.task {
-            TaskArg::Auto => None,
-            TaskArg::Regression => Some(Task::Regression),
-            TaskArg::Binary => Some(Task::Binary),
-        },
+        task: task_arg(a.task),
         model: match a.model {
             ModelArg::Relu => ModelKind::Relu,
             ModelArg::GatedRelu => ModelKind::GatedRelu,
         },
-        loss: a.loss.map(|l| match l {
-            LossArg::Squared => LossKind::Squared,
-            LossArg::Logistic => LossKind::Logistic,
-        }),
+        loss: loss_arg(a.loss),
         lambda: a.lambda,
         patterns,
         standardize: !a.no_standardize,
@@ -59,6 +91,7 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             max_iter: a.max_iter,
             ..SolverSettings::default()
         },
+        solver_choice: solver_choice(a.solver),
     })
 }
 
@@ -107,12 +140,14 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
     let mut s = String::new();
     let loss = r.loss;
     s += &format!(
-        "cvxnn train: {} ({}), {} loss, lambda {:e}, {} sampled patterns, {} train / {} test samples, d = {}\n",
+        "cvxnn train: {} ({}), {} loss, lambda {:e}, {} {} patterns, {} solver, {} train / {} test samples, d = {}\n",
         a.data.display(),
         r.model,
         loss,
         r.lambda,
         r.patterns,
+        if r.certificate == "global" { "exact" } else { "sampled" },
+        r.solver,
         r.n_train,
         r.n_test,
         r.d
@@ -127,6 +162,13 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
         "  status       {} ({} iterations, {:.2} s)\n",
         r.status, r.iterations, r.seconds
     );
+    if let Some(cs) = r.conic_status {
+        s += &format!(
+            "  conic        {} ({} interior-point iterations; dual bound from a warm-started first-order solve)\n",
+            conic_status_name(cs),
+            r.conic_iterations.unwrap_or(0)
+        );
+    }
     s += &format!(
         "  objective    {:.8e}   (rebuilt network: {:.8e})\n",
         r.objective, r.network_objective
@@ -240,4 +282,133 @@ fn run_info(a: InfoArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn conic_status_name(s: cvxnn::solver::conic::ConicStatus) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{s:?}"))
+}
+
+fn run_certify(a: CertifyArgs) -> Result<()> {
+    let model_path = a.model.as_path();
+    // A model directory, or the model.safetensors inside one, brings its preprocessing.
+    let dir = if model_path.is_dir() {
+        Some(model_path.to_path_buf())
+    } else {
+        model_path
+            .parent()
+            .filter(|p| p.join("model.json").is_file())
+            .map(Path::to_path_buf)
+    };
+    let (net, meta) = match &dir {
+        Some(d) => {
+            let m = TrainedModel::load(d)
+                .with_context(|| format!("reading the model directory {}", d.display()))?;
+            if model_path.is_file() {
+                // The weights given, with the directory's metadata.
+                let net = cvxnn::network::RawNetwork::load(model_path)?;
+                (net, Some(m.meta))
+            } else {
+                (m.network, Some(m.meta))
+            }
+        }
+        None => (cvxnn::network::RawNetwork::load(model_path)?, None),
+    };
+    let table = match &meta {
+        Some(m) => {
+            let target = a.target.clone().unwrap_or_else(|| m.target.clone());
+            let (x, t) = read_features(&a.data, &m.feature_names, &target)?;
+            let Some(t) = t else {
+                bail!(
+                    "{}: target column `{target}` not found (certify needs the targets)",
+                    a.data.display()
+                );
+            };
+            cvxnn::data::Table {
+                path: a.data.clone(),
+                feature_names: m.feature_names.clone(),
+                features: x,
+                target_name: target,
+                target: t,
+            }
+        }
+        None => read_table(&a.data, a.target.as_deref().unwrap_or("y"))?,
+    };
+    let cfg = CertifyConfig {
+        task: task_arg(a.task),
+        loss: loss_arg(a.loss),
+        lambda: a.lambda,
+        patterns: pattern_source(a.patterns, a.max_patterns),
+        standardize: !a.no_standardize,
+        bias: !a.no_bias,
+        scale_target: !a.no_scale_target,
+        test_fraction: a.test_fraction,
+        seed: a.seed,
+        solver: SolverSettings {
+            tol: a.tol,
+            max_iter: a.max_iter,
+            ..SolverSettings::default()
+        },
+        solver_choice: solver_choice(a.solver),
+    };
+    let mut progress = SolveProgress::new(a.quiet);
+    let r = certify(&table, &net, meta.as_ref(), &cfg, &mut |p| {
+        progress.update(p)
+    });
+    progress.finish();
+    let r = r?;
+    let summary = certify_summary(&a, &r, meta.is_some());
+    if a.json {
+        eprint!("{summary}");
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{summary}");
+    }
+    Ok(())
+}
+
+fn certify_summary(a: &CertifyArgs, r: &CertifyReport, from_dir: bool) -> String {
+    let mut s = String::new();
+    s += &format!(
+        "cvxnn certify: {} on {} ({} neurons{}), {} loss, lambda {:e}, {} samples, d = {}\n",
+        a.model.display(),
+        a.data.display(),
+        r.neurons,
+        if from_dir {
+            ", model.json preprocessing"
+        } else {
+            ""
+        },
+        r.loss,
+        r.lambda,
+        r.n,
+        r.d
+    );
+    s += &format!(
+        "  network      {:.8e}   (weight decay; balanced neurons: {:.8e})\n",
+        r.network_objective, r.balanced_objective
+    );
+    s += &format!(
+        "  lower bound  {:.8e}   ({}, {} patterns incl. {} from the network)\n",
+        r.lower_bound, r.certificate, r.patterns, r.network_patterns_added
+    );
+    s += &format!(
+        "  gap          {:.2e}, relative {:.2e}\n",
+        r.gap, r.relative_gap
+    );
+    s += &format!(
+        "  verdict      {}\n",
+        if r.optimal {
+            format!("optimal within tol {:e} ({})", r.tol, r.certificate)
+        } else {
+            format!("not provably optimal within tol {:e}", r.tol)
+        }
+    );
+    s += &format!(
+        "  convex opt.  {:.8e}   (upper bound; {} solver, {}, {} neurons, {:.2} s)\n",
+        r.convex_objective, r.solver, r.convex_status, r.convex_neurons, r.seconds
+    );
+    s
 }

@@ -1,0 +1,238 @@
+//! `cvxnn certify` end to end on a tiny data set (n = 12, two features): cvxnn's own optimum is
+//! certified (relative gap below 1e-4 at --tol 1e-6), a deliberately poor network written by
+//! hand in PyTorch naming shows a large gap.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+const TAG: &str = "certify";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let k = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "cvxnn-cli-{TAG}-{}-{tag}-{k}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A tiny regression data set (n = 12, two features), deterministic.
+fn tiny_csv(dir: &TempDir) -> PathBuf {
+    let mut text = String::from("x1,x2,y\n");
+    for i in 0..12 {
+        let t = i as f64;
+        let a = (1.3 * t + 0.4).sin() * 2.0;
+        let b = (0.7 * t - 1.1).cos() * 1.5;
+        let y = (a + b).max(0.0) - 0.5 * (a - b).max(0.0) + 0.1 * (3.1 * t).sin();
+        text += &format!("{a:.5},{b:.5},{y:.5}\n");
+    }
+    let p = dir.join("tiny.csv");
+    std::fs::write(&p, text).expect("write csv");
+    p
+}
+
+/// Runs `cvxnn` with the whitespace-separated `words`, then each `(flag, path)` pair.
+fn run(words: &str, paths: &[(&str, &Path)]) -> Output {
+    let mut args: Vec<OsString> = words.split_whitespace().map(Into::into).collect();
+    for (flag, path) in paths {
+        args.push(flag.into());
+        args.push(path.into());
+    }
+    Command::new(env!("CARGO_BIN_EXE_cvxnn"))
+        .args(&args)
+        .output()
+        .expect("run the cvxnn binary")
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "cvxnn failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+/// Writes f64 tensors in the safetensors format: 8-byte LE header length, JSON header, raw LE
+/// data.
+fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f64>)]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        for v in values {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        header.insert(
+            (*name).to_string(),
+            serde_json::json!({"dtype": "F64", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let head = serde_json::to_vec(&Value::Object(header)).expect("header");
+    let mut bytes = (head.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&head);
+    bytes.extend_from_slice(&data);
+    std::fs::write(path, bytes).expect("write safetensors");
+}
+
+fn train_exact(dir: &TempDir, data: &Path) -> (PathBuf, Value) {
+    let out = dir.join("model");
+    let r = ok_json(&run(
+        "train --patterns exact --test-fraction 0 --lambda 0.1 --tol 1e-6 --json -q",
+        &[("--data", data), ("--out", &out)],
+    ));
+    (out, r)
+}
+
+#[test]
+fn certify_of_cvxnns_own_optimum_has_a_small_gap() {
+    let dir = TempDir::new("own");
+    let data = tiny_csv(&dir);
+    let (model, report) = train_exact(&dir, &data);
+    let weights = model.join("model.safetensors");
+    for m in [&model, &weights] {
+        let c = ok_json(&run(
+            "certify --lambda 0.1 --tol 1e-6 --json -q",
+            &[("--model", m), ("--data", &data)],
+        ));
+        assert_eq!(c["certificate"], "global");
+        // Same objective as the training report (same data, same preprocessing).
+        let rel = (num(&c, "network_objective") - num(&report, "network_objective")).abs()
+            / num(&report, "network_objective");
+        assert!(rel < 1e-9, "{c}\n{report}");
+        assert!(num(&c, "relative_gap") < 1e-4, "{c}");
+        assert!(num(&c, "lower_bound") <= num(&c, "network_objective") * (1.0 + 1e-12));
+        assert!(num(&c, "convex_objective") <= num(&c, "network_objective") * (1.0 + 1e-6));
+    }
+    // The bare weights with preprocessing fitted on the same data (the training defaults) give the
+    // same objective.
+    let bare = dir.join("bare.safetensors");
+    std::fs::copy(&weights, &bare).expect("copy weights");
+    let c = ok_json(&run(
+        "certify --lambda 0.1 --tol 1e-6 --json -q",
+        &[("--model", &bare), ("--data", &data)],
+    ));
+    let rel = (num(&c, "network_objective") - num(&report, "network_objective")).abs()
+        / num(&report, "network_objective");
+    assert!(rel < 1e-9, "{c}\n{report}");
+    assert!(num(&c, "relative_gap") < 1e-4, "{c}");
+}
+
+#[test]
+fn certify_of_a_poor_network_reports_a_large_gap() {
+    let dir = TempDir::new("poor");
+    let data = tiny_csv(&dir);
+    let net = dir.join("poor.safetensors");
+    // Sequential(Linear(2, 3), ReLU(), Linear(3, 1, bias=False)) with arbitrary weights.
+    write_safetensors(
+        &net,
+        &[
+            ("0.weight", vec![3, 2], vec![1.0, -2.0, 0.5, 0.5, -1.0, 3.0]),
+            ("0.bias", vec![3], vec![0.1, -0.2, 0.3]),
+            ("2.weight", vec![1, 3], vec![2.0, -1.0, 0.7]),
+        ],
+    );
+    let c = ok_json(&run(
+        "certify --lambda 0.1 --json -q",
+        &[("--model", &net), ("--data", &data)],
+    ));
+    assert_eq!(c["certificate"], "global");
+    assert_eq!(c["optimal"], false);
+    assert_eq!(num(&c, "neurons"), 3.0);
+    assert!(num(&c, "relative_gap") > 0.5, "{c}");
+    assert!(num(&c, "gap") > 0.0);
+    // The human-readable summary says so too.
+    let out = run(
+        "certify --lambda 0.1 -q",
+        &[("--model", &net), ("--data", &data)],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("not provably optimal"), "{text}");
+    assert!(text.contains("global"), "{text}");
+}
+
+#[test]
+fn certify_with_sampled_patterns_says_so() {
+    let dir = TempDir::new("sampled");
+    let data = tiny_csv(&dir);
+    let (model, _) = train_exact(&dir, &data);
+    let c = ok_json(&run(
+        "certify --patterns 5 --lambda 0.1 --json -q",
+        &[("--model", &model), ("--data", &data)],
+    ));
+    assert_eq!(c["certificate"], "sampled-patterns");
+    // The network's own patterns are in the program, so the bound still applies to it.
+    assert!(num(&c, "lower_bound") <= num(&c, "network_objective") * (1.0 + 1e-12));
+    assert!(num(&c, "relative_gap") < 1e-4, "{c}");
+}
+
+#[test]
+fn certify_rejects_bad_input() {
+    let dir = TempDir::new("bad");
+    let data = tiny_csv(&dir);
+    // Not a safetensors file.
+    let out = run(
+        "certify --lambda 0.1 -q",
+        &[("--model", &data), ("--data", &data)],
+    );
+    assert!(!out.status.success());
+    // Wrong number of features.
+    let net = dir.join("wide.safetensors");
+    write_safetensors(
+        &net,
+        &[
+            ("0.weight", vec![1, 3], vec![1.0, 1.0, 1.0]),
+            ("0.bias", vec![1], vec![0.0]),
+            ("2.weight", vec![1, 1], vec![1.0]),
+        ],
+    );
+    let out = run(
+        "certify --lambda 0.1 -q",
+        &[("--model", &net), ("--data", &data)],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("features"), "{err}");
+    // Bad lambda.
+    let out = run(
+        "certify --lambda -1 -q",
+        &[("--model", &net), ("--data", &data)],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lambda"));
+}

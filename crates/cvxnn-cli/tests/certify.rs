@@ -236,3 +236,96 @@ fn certify_rejects_bad_input() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lambda"));
 }
+
+/// A two-layer ReLU network trained here by plain full-batch gradient descent on raw features
+/// (bias as a ones column, weight decay on every weight), saved in PyTorch naming and certified:
+/// cvxnn computes the same objective and a global lower bound below it.
+#[test]
+fn certify_of_a_gradient_descent_network() {
+    let dir = TempDir::new("gd");
+    let data = tiny_csv(&dir);
+    let text = std::fs::read_to_string(&data).expect("read csv");
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().expect("number")).collect())
+        .collect();
+    let (n, m, lambda) = (rows.len(), 8usize, 0.1f64);
+    let x: Vec<[f64; 3]> = rows.iter().map(|r| [r[0], r[1], 1.0]).collect();
+    let y: Vec<f64> = rows.iter().map(|r| r[2]).collect();
+    // Deterministic initialization (LCG), small weights.
+    let mut state = 12345u64;
+    let mut rnd = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.5
+    };
+    let mut u: Vec<[f64; 3]> = (0..m).map(|_| [rnd(), rnd(), rnd()]).collect();
+    let mut a: Vec<f64> = (0..m).map(|_| rnd()).collect();
+    let objective = |u: &[[f64; 3]], a: &[f64]| -> f64 {
+        let mut loss = 0.0;
+        for (xi, yi) in x.iter().zip(&y) {
+            let f: f64 = (0..m)
+                .map(|j| a[j] * (0..3).map(|k| xi[k] * u[j][k]).sum::<f64>().max(0.0))
+                .sum();
+            loss += 0.5 * (f - yi) * (f - yi);
+        }
+        let decay: f64 = (0..m)
+            .map(|j| u[j].iter().map(|v| v * v).sum::<f64>() + a[j] * a[j])
+            .sum();
+        loss / n as f64 + 0.5 * lambda * decay
+    };
+    for _ in 0..20_000 {
+        let mut gu = vec![[0.0; 3]; m];
+        let mut ga = vec![0.0; m];
+        for (xi, yi) in x.iter().zip(&y) {
+            let pre: Vec<f64> = (0..m)
+                .map(|j| (0..3).map(|k| xi[k] * u[j][k]).sum())
+                .collect();
+            let f: f64 = (0..m).map(|j| a[j] * pre[j].max(0.0)).sum();
+            let r = (f - yi) / n as f64;
+            for j in 0..m {
+                ga[j] += r * pre[j].max(0.0);
+                if pre[j] > 0.0 {
+                    for k in 0..3 {
+                        gu[j][k] += r * a[j] * xi[k];
+                    }
+                }
+            }
+        }
+        for j in 0..m {
+            a[j] -= 0.05 * (ga[j] + lambda * a[j]);
+            for k in 0..3 {
+                u[j][k] -= 0.05 * (gu[j][k] + lambda * u[j][k]);
+            }
+        }
+    }
+    let gd_objective = objective(&u, &a);
+    let net = dir.join("gd.safetensors");
+    write_safetensors(
+        &net,
+        &[
+            (
+                "0.weight",
+                vec![m, 2],
+                u.iter().flat_map(|r| [r[0], r[1]]).collect(),
+            ),
+            ("0.bias", vec![m], u.iter().map(|r| r[2]).collect()),
+            ("2.weight", vec![1, m], a.clone()),
+        ],
+    );
+    let c = ok_json(&run(
+        "certify --lambda 0.1 --no-standardize --no-scale-target --json -q",
+        &[("--model", &net), ("--data", &data)],
+    ));
+    eprintln!("gradient descent objective {gd_objective:.10e}; certify: {c}");
+    assert_eq!(c["certificate"], "global");
+    let rel = (num(&c, "network_objective") - gd_objective).abs() / gd_objective;
+    assert!(rel < 1e-9, "objective {gd_objective} vs {c}");
+    assert!(
+        num(&c, "lower_bound") <= gd_objective * (1.0 + 1e-12),
+        "{c}"
+    );
+    assert!(num(&c, "relative_gap") >= -1e-9, "{c}");
+}

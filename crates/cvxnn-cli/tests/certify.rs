@@ -2,90 +2,12 @@
 //! certified (relative gap below 1e-4 at --tol 1e-6), a deliberately poor network written by
 //! hand in PyTorch naming shows a large gap.
 
-use std::ffi::OsString;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::{num, ok_json, run, tiny_csv, TempDir};
 use serde_json::Value;
-
-const TAG: &str = "certify";
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let k = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "cvxnn-cli-{TAG}-{}-{tag}-{k}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A tiny regression data set (n = 12, two features), deterministic.
-fn tiny_csv(dir: &TempDir) -> PathBuf {
-    let mut text = String::from("x1,x2,y\n");
-    for i in 0..12 {
-        let t = i as f64;
-        let a = (1.3 * t + 0.4).sin() * 2.0;
-        let b = (0.7 * t - 1.1).cos() * 1.5;
-        let y = (a + b).max(0.0) - 0.5 * (a - b).max(0.0) + 0.1 * (3.1 * t).sin();
-        text += &format!("{a:.5},{b:.5},{y:.5}\n");
-    }
-    let p = dir.join("tiny.csv");
-    std::fs::write(&p, text).expect("write csv");
-    p
-}
-
-/// Runs `cvxnn` with the whitespace-separated `words`, then each `(flag, path)` pair.
-fn run(words: &str, paths: &[(&str, &Path)]) -> Output {
-    let mut args: Vec<OsString> = words.split_whitespace().map(Into::into).collect();
-    for (flag, path) in paths {
-        args.push(flag.into());
-        args.push(path.into());
-    }
-    Command::new(env!("CARGO_BIN_EXE_cvxnn"))
-        .args(&args)
-        .output()
-        .expect("run the cvxnn binary")
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "cvxnn failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn num(v: &Value, key: &str) -> f64 {
-    v[key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
-}
 
 /// Writes f64 tensors in the safetensors format: 8-byte LE header length, JSON header, raw LE
 /// data.

@@ -1,11 +1,16 @@
 //! The non-convex two-layer networks that the convex solutions rebuild into, their objective
-//! (DESIGN section 0), and their export in PyTorch naming.
+//! (DESIGN section 0), their export in PyTorch naming, and their direct (non-convex) training by
+//! Adam or SGD ([`train_gradient`]), the baseline the convex programs are compared against.
 
 mod decompose;
 mod export;
+mod gradient;
 
 pub use decompose::decompose_gated;
 pub use export::{RawNetwork, TorchNames};
+pub use gradient::{
+    network_gradient, train_gradient, GradientOutcome, GradientSettings, NetworkGradient, Optimizer,
+};
 
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;

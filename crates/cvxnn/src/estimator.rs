@@ -309,41 +309,27 @@ pub fn train(
             "exact patterns need --model relu (the gated model needs a gate per pattern; use --patterns N or --gates FILE)",
         ));
     }
-    let task = cfg.task.unwrap_or_else(|| Task::infer(&table.target));
-    let (y_all, labels) = encode_target(task, &table.target, &table.path, &table.target_name)?;
-    let loss = cfg.loss.unwrap_or(match task {
-        Task::Regression => LossKind::Squared,
-        Task::Binary => LossKind::Logistic,
-    });
-    if loss == LossKind::Logistic && task != Task::Binary {
-        return Err(CvxnnError::arg(
-            "loss",
-            "logistic loss needs a binary task (two label values)",
-        ));
-    }
-    let (train_idx, test_idx) =
-        train_test_split(table.features.nrows(), cfg.test_fraction, cfg.seed)?;
-    let x_train_raw = table.features.select_rows(&train_idx);
-    let mut y_train: Vec<f64> = train_idx.iter().map(|&i| y_all[i]).collect();
-    let target_scale = if task == Task::Regression && cfg.scale_target {
-        let m = y_train.iter().sum::<f64>() / y_train.len().max(1) as f64;
-        let var =
-            y_train.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / y_train.len().max(1) as f64;
-        if var > 0.0 {
-            var.sqrt()
-        } else {
-            1.0
-        }
-    } else {
-        1.0
-    };
-    y_train.iter_mut().for_each(|v| *v /= target_scale);
-    let standardizer = if cfg.standardize {
-        Standardizer::fit(&x_train_raw)
-    } else {
-        Standardizer::identity(x_train_raw.ncols())
-    };
-    let x = design_matrix(&x_train_raw, &standardizer, cfg.bias)?;
+    let TrainingData {
+        task,
+        loss,
+        labels,
+        train_idx,
+        test_idx,
+        x_train_raw,
+        y_train,
+        target_scale,
+        standardizer,
+        x,
+    } = prepare_training_data(
+        table,
+        cfg.task,
+        cfg.loss,
+        cfg.standardize,
+        cfg.bias,
+        cfg.scale_target,
+        cfg.test_fraction,
+        cfg.seed,
+    )?;
     let (gates, masks) = match &cfg.patterns {
         PatternSource::Sample(count) => {
             let GatedPatterns { gates, masks } = sample_patterns(&x, *count, cfg.seed)?;
@@ -450,6 +436,91 @@ pub fn train(
         report,
         network,
         decomposed,
+    })
+}
+
+/// Training data prepared as [`train`] prepares it (see [`prepare_training_data`]).
+pub(crate) struct TrainingData {
+    /// The task (given or inferred).
+    pub task: Task,
+    /// The loss (given, or squared for regression and logistic for binary).
+    pub loss: LossKind,
+    /// The two label values of a binary task.
+    pub labels: Option<BinaryLabels>,
+    /// Rows of the table in the training split.
+    pub train_idx: Vec<usize>,
+    /// Rows of the table in the test split.
+    pub test_idx: Vec<usize>,
+    /// Raw features of the training rows.
+    pub x_train_raw: Matrix,
+    /// Encoded training targets, divided by `target_scale`.
+    pub y_train: Vec<f64>,
+    /// Factor the regression targets were divided by (1 when not scaled).
+    pub target_scale: f64,
+    /// Standardization fitted on the training rows (identity when off).
+    pub standardizer: Standardizer,
+    /// Design matrix of the training rows (standardized, bias column appended when asked).
+    pub x: Matrix,
+}
+
+/// The preprocessing of [`train`]: task and loss (inferred when `None`), target encoding, the
+/// seeded split, target scaling and standardization fitted on the training rows, design matrix.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare_training_data(
+    table: &Table,
+    task: Option<Task>,
+    loss: Option<LossKind>,
+    standardize: bool,
+    bias: bool,
+    scale_target: bool,
+    test_fraction: f64,
+    seed: u64,
+) -> Result<TrainingData> {
+    let task = task.unwrap_or_else(|| Task::infer(&table.target));
+    let (y_all, labels) = encode_target(task, &table.target, &table.path, &table.target_name)?;
+    let loss = loss.unwrap_or(match task {
+        Task::Regression => LossKind::Squared,
+        Task::Binary => LossKind::Logistic,
+    });
+    if loss == LossKind::Logistic && task != Task::Binary {
+        return Err(CvxnnError::arg(
+            "loss",
+            "logistic loss needs a binary task (two label values)",
+        ));
+    }
+    let (train_idx, test_idx) = train_test_split(table.features.nrows(), test_fraction, seed)?;
+    let x_train_raw = table.features.select_rows(&train_idx);
+    let mut y_train: Vec<f64> = train_idx.iter().map(|&i| y_all[i]).collect();
+    let target_scale = if task == Task::Regression && scale_target {
+        let m = y_train.iter().sum::<f64>() / y_train.len().max(1) as f64;
+        let var =
+            y_train.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / y_train.len().max(1) as f64;
+        if var > 0.0 {
+            var.sqrt()
+        } else {
+            1.0
+        }
+    } else {
+        1.0
+    };
+    y_train.iter_mut().for_each(|v| *v /= target_scale);
+    let standardizer = if standardize {
+        Standardizer::fit(&x_train_raw)
+    } else {
+        Standardizer::identity(x_train_raw.ncols())
+    };
+    let x = design_matrix(&x_train_raw, &standardizer, bias)?;
+    Ok(TrainingData {
+        task,
+        loss,
+        labels,
+        train_idx,
+        test_idx,
+        x_train_raw,
+        y_train,
+        target_scale,
+        standardizer,
+        x,
     })
 }
 

@@ -14,7 +14,8 @@
 //!
 //! and its gated-ReLU relaxation drops the constraints. Data flows one way:
 //! [`data`] -> [`patterns`] -> [`operator`] -> [`program`] -> [`solver`] -> [`network`] /
-//! [`certificate`]; [`estimator`] runs the whole pipeline on a table.
+//! [`certificate`]; [`estimator`] runs the whole pipeline on a table, and [`baseline`] trains the
+//! same network on a table directly by Adam or SGD, for comparison.
 //!
 //! ```
 //! use cvxnn::linalg::Matrix;
@@ -43,6 +44,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod baseline;
 pub mod certificate;
 pub mod data;
 pub mod error;

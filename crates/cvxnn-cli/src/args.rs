@@ -26,6 +26,9 @@ pub enum Command {
     /// How far a two-layer ReLU network (a cvxnn model directory or PyTorch-named safetensors) is
     /// from the global optimum of its training problem.
     Certify(CertifyArgs),
+    /// Train the same two-layer ReLU network directly by Adam or SGD (the non-convex problem, no
+    /// certificate), with `train`'s preprocessing and model files: the baseline to compare with.
+    Baseline(crate::baseline::BaselineArgs),
 }
 
 /// `--patterns`: a number of sampled patterns, or `exact`.

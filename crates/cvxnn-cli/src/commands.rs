@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => run_predict(a),
         Command::Info(a) => run_info(a),
         Command::Certify(a) => run_certify(a),
+        Command::Baseline(a) => crate::baseline::run_baseline(a),
     }
 }
 
@@ -44,7 +45,7 @@ fn solver_choice(s: SolverArg) -> SolverChoice {
     }
 }
 
-fn task_arg(t: TaskArg) -> Option<Task> {
+pub(crate) fn task_arg(t: TaskArg) -> Option<Task> {
     match t {
         TaskArg::Auto => None,
         TaskArg::Regression => Some(Task::Regression),
@@ -52,7 +53,7 @@ fn task_arg(t: TaskArg) -> Option<Task> {
     }
 }
 
-fn loss_arg(l: Option<LossArg>) -> Option<LossKind> {
+pub(crate) fn loss_arg(l: Option<LossArg>) -> Option<LossKind> {
     l.map(|l| match l {
         LossArg::Squared => LossKind::Squared,
         LossArg::Logistic => LossKind::Logistic,
@@ -197,7 +198,7 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
     s
 }
 
-fn metrics_line(m: &cvxnn::estimator::Metrics) -> String {
+pub(crate) fn metrics_line(m: &cvxnn::estimator::Metrics) -> String {
     let mut parts = Vec::new();
     if let Some(v) = m.mse {
         parts.push(format!("mse {v:.6}"));
@@ -279,6 +280,8 @@ fn run_info(a: InfoArgs) -> Result<()> {
                 "certificate  objective {:.8e}  dual bound {:.8e}  relative gap {:.2e} ({}, {})",
                 r.objective, r.dual_bound, r.relative_gap, r.certificate, r.status
             );
+        } else if let Some(line) = crate::baseline::info_line(&text) {
+            println!("{line}");
         }
     }
     Ok(())

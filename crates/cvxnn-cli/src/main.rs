@@ -2,6 +2,7 @@
 //! Thin layer over the library: argument parsing, progress, printing. No math here.
 
 mod args;
+mod baseline;
 mod commands;
 mod progress;
 

@@ -713,8 +713,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let net = init_network(3, 5, &mut rng);
         let full = network_gradient(&net, &x, &y, LossKind::Squared, 0.0).unwrap();
-        let mut sum_u = vec![0.0; 15];
-        let mut sum_a = vec![0.0; 5];
+        let mut sum_u = [0.0; 15];
+        let mut sum_a = [0.0; 5];
         let mut ws = Workspace::new(1, 5);
         let mut gu = Matrix::zeros(3, 5);
         let mut ga = vec![0.0; 5];

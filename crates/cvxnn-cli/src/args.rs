@@ -31,27 +31,39 @@ pub enum Command {
     Baseline(crate::baseline::BaselineArgs),
 }
 
-/// `--patterns`: a number of sampled patterns, or `exact`.
+/// `--patterns`: a number of sampled patterns, `exact`, or `adaptive`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatternsArg {
     /// This many sampled gates (duplicates dropped).
     Sample(usize),
     /// Every pattern of the hyperplane arrangement.
     Exact,
+    /// Column generation driven by the dual oracle.
+    Adaptive,
 }
 
-/// Parses `exact` or a positive integer.
+/// Parses `exact`, `adaptive` or a positive integer.
 pub fn parse_patterns(s: &str) -> Result<PatternsArg, String> {
     if s.eq_ignore_ascii_case("exact") {
         return Ok(PatternsArg::Exact);
     }
+    if s.eq_ignore_ascii_case("adaptive") {
+        return Ok(PatternsArg::Adaptive);
+    }
     match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1 (or `exact`)".into()),
+        Ok(0) => Err("must be at least 1 (or `exact`, `adaptive`)".into()),
         Ok(n) => Ok(PatternsArg::Sample(n)),
         Err(_) => Err(format!(
-            "expected a number of patterns or `exact`, got `{s}`"
+            "expected a number of patterns, `exact` or `adaptive`, got `{s}`"
         )),
     }
+}
+
+/// `--init`: a built-in warm start for column generation.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitArg {
+    /// Train the non-convex network by full-batch Adam first (see --init-epochs, --init-width).
+    Sgd,
 }
 
 /// Which solver runs the convex program.
@@ -115,10 +127,48 @@ pub struct TrainArgs {
     /// Weight-decay strength lambda (> 0), objective scaled as (1/n) sum loss + lambda * penalty.
     #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
     pub lambda: f64,
-    /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped), or
-    /// `exact` for every pattern of the data's hyperplane arrangement (global certificate).
+    /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped),
+    /// `exact` for every pattern of the data's hyperplane arrangement (global certificate), or
+    /// `adaptive`: column generation, adding the patterns the dual oracle finds violated.
     #[arg(long, default_value = "500", value_parser = parse_patterns, allow_hyphen_values = true)]
     pub patterns: PatternsArg,
+    /// With --patterns adaptive: sampled patterns to start from.
+    #[arg(long, default_value_t = 16)]
+    pub initial_patterns: usize,
+    /// With --patterns adaptive: most rounds (solve, then ask the oracle).
+    #[arg(long, default_value_t = 4)]
+    pub rounds: usize,
+    /// With --patterns adaptive: most violated patterns added per round.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// With --patterns adaptive: first-order iterations per round.
+    #[arg(long, default_value_t = 500)]
+    pub round_iter: usize,
+    /// With --patterns adaptive: first-order iterations of the final solve on the last working
+    /// set (tightens the gap over those patterns).
+    #[arg(long, default_value_t = 500)]
+    pub final_iter: usize,
+    /// With --patterns adaptive: oracle starts (random directions and data rows; each used with
+    /// both signs).
+    #[arg(long, default_value_t = 512)]
+    pub oracle_starts: usize,
+    /// With --patterns adaptive: start from this network (safetensors in PyTorch naming on raw
+    /// features, e.g. a cvxnn or PyTorch model); its activation patterns join the program, so
+    /// the result is no worse than it.
+    #[arg(long, conflicts_with = "init")]
+    pub init_network: Option<PathBuf>,
+    /// With --patterns adaptive: built-in warm start (`sgd`: a short Adam run on the network).
+    #[arg(long, value_enum)]
+    pub init: Option<InitArg>,
+    /// With --init sgd: hidden width of the warm-start network.
+    #[arg(long, default_value_t = 50)]
+    pub init_width: usize,
+    /// With --init sgd: full-batch Adam epochs.
+    #[arg(long, default_value_t = 2000)]
+    pub init_epochs: usize,
+    /// With --init sgd: Adam learning rate.
+    #[arg(long, default_value_t = 1e-2, allow_hyphen_values = true)]
+    pub init_lr: f64,
     /// With --patterns exact: refuse when the predicted pattern count exceeds this.
     #[arg(long, default_value_t = 100_000)]
     pub max_patterns: usize,

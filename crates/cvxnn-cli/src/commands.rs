@@ -4,18 +4,20 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use cvxnn::certificate::OracleSettings;
 use cvxnn::data::{read_features, read_gates, read_table, Task};
 use cvxnn::estimator::{
     certify, train, CertifyConfig, CertifyReport, PatternSource, Report, SolverChoice, TrainConfig,
-    TrainedModel,
+    TrainedModel, WarmStart,
 };
 use cvxnn::loss::LossKind;
-use cvxnn::program::ModelKind;
+use cvxnn::network::{GradientSettings, RawNetwork};
+use cvxnn::program::{ColumnGenerationSettings, ModelKind};
 use cvxnn::solver::SolverSettings;
 
 use crate::args::{
-    CertifyArgs, Cli, Command, InfoArgs, LossArg, ModelArg, PatternsArg, PredictArgs, SolverArg,
-    TaskArg, TrainArgs,
+    CertifyArgs, Cli, Command, InfoArgs, InitArg, LossArg, ModelArg, PatternsArg, PredictArgs,
+    SolverArg, TaskArg, TrainArgs,
 };
 use crate::progress::SolveProgress;
 
@@ -34,6 +36,8 @@ fn pattern_source(p: PatternsArg, max_patterns: usize) -> PatternSource {
     match p {
         PatternsArg::Sample(n) => PatternSource::Sample(n),
         PatternsArg::Exact => PatternSource::Exact { max_patterns },
+        // Train builds the adaptive source itself (it has more settings).
+        PatternsArg::Adaptive => PatternSource::Adaptive { initial: 50 },
     }
 }
 
@@ -66,7 +70,28 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             let d = n_features + usize::from(!a.no_bias);
             PatternSource::Gates(read_gates(path, d).with_context(|| "reading --gates")?)
         }
+        None if a.patterns == PatternsArg::Adaptive => PatternSource::Adaptive {
+            initial: a.initial_patterns,
+        },
         None => pattern_source(a.patterns, a.max_patterns),
+    };
+    let adaptive = a.patterns == PatternsArg::Adaptive;
+    if (a.init.is_some() || a.init_network.is_some()) && !adaptive {
+        bail!("invalid argument `init`: --init and --init-network need --patterns adaptive");
+    }
+    let init = match (&a.init_network, a.init) {
+        (Some(path), _) => Some(WarmStart::Network(
+            RawNetwork::load(path)
+                .with_context(|| format!("reading --init-network {}", path.display()))?,
+        )),
+        (None, Some(InitArg::Sgd)) => Some(WarmStart::Gradient(GradientSettings {
+            width: a.init_width,
+            epochs: a.init_epochs,
+            learning_rate: a.init_lr,
+            seed: a.seed,
+            ..GradientSettings::default()
+        })),
+        (None, None) => None,
     };
     if a.patterns == PatternsArg::Exact && a.model == ModelArg::GatedRelu {
         bail!(
@@ -93,6 +118,20 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             ..SolverSettings::default()
         },
         solver_choice: solver_choice(a.solver),
+        column_generation: ColumnGenerationSettings {
+            batch: a.batch,
+            max_rounds: a.rounds,
+            round_max_iter: a.round_iter,
+            final_max_iter: a.final_iter,
+            oracle: OracleSettings {
+                random_starts: a.oracle_starts / 2,
+                data_starts: a.oracle_starts - a.oracle_starts / 2,
+                seed: a.seed,
+                ..OracleSettings::default()
+            },
+            ..ColumnGenerationSettings::default()
+        },
+        init,
     })
 }
 
@@ -147,7 +186,11 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
         loss,
         r.lambda,
         r.patterns,
-        if r.certificate == "global" { "exact" } else { "sampled" },
+        match (r.certificate.as_str(), &r.column_generation) {
+            ("global", _) => "exact",
+            (_, Some(_)) => "adaptive",
+            _ => "sampled",
+        },
         r.solver,
         r.n_train,
         r.n_test,
@@ -186,6 +229,27 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
     }
     if let Some(o) = r.decomposed_objective {
         s += &format!("  decomposed   {o:.8e} (ReLU network from the cone decomposition)\n");
+    }
+    if let Some(cg) = &r.column_generation {
+        if let (Some(init), Some(obj)) = (&cg.init, cg.init_objective) {
+            s += &format!(
+                "  warm start   {init} network, objective {obj:.8e}{}\n",
+                cg.init_seconds
+                    .map(|t| format!(" ({t:.2} s)"))
+                    .unwrap_or_default()
+            );
+        }
+        s += &format!(
+            "  oracle       {} rounds, {:?}: max |theta^T (Xu)_+| / lambda = {:.6} ({} starts x 2 signs per round)\n",
+            cg.rounds.len(),
+            cg.end,
+            cg.oracle_ratio,
+            cg.oracle.random_starts + cg.oracle.data_starts
+        );
+        s += &format!(
+            "  searched     lower bound {:.8e} if no pattern was missed (heuristic)\n",
+            cg.searched_bound
+        );
     }
     s += &format!("  neurons      {}\n", r.neurons);
     s += &format!("  train        {}\n", metrics_line(&r.train));

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::certificate::OracleSettings;
 use crate::data::{
     add_bias, encode_target, train_test_split, BinaryLabels, Standardizer, Table, Task,
 };
@@ -14,7 +15,10 @@ use crate::loss::LossKind;
 use crate::network::{Network, RawNetwork};
 use crate::patterns::PatternSet;
 use crate::patterns::{exact, patterns_from_gates, sample_patterns, GatedPatterns, Masks};
-use crate::program::{ModelKind, TwoLayerProgram};
+use crate::program::{
+    solve_column_generation, ColumnGenerationEnd, ColumnGenerationRound, ColumnGenerationSettings,
+    ModelKind, TwoLayerProgram,
+};
 use crate::solver::conic::{solve_conic, ConicProblem, ConicSettings, ConicStatus};
 use crate::solver::{relative_gap, Progress, SolverSettings, Status};
 
@@ -32,6 +36,24 @@ pub enum PatternSource {
         /// Upper limit on the predicted number of patterns.
         max_patterns: usize,
     },
+    /// Column generation (ReLU only): start from `initial` seeded Gaussian gates (plus the
+    /// warm-start network's patterns), then add the patterns the dual oracle finds violated
+    /// ([`crate::program::solve_column_generation`], settings in
+    /// [`TrainConfig::column_generation`]).
+    Adaptive {
+        /// Sampled patterns to start from.
+        initial: usize,
+    },
+}
+
+/// Where a warm start comes from (column generation).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WarmStart {
+    /// A trained network on raw features, output in target units (a `model.safetensors` in
+    /// PyTorch naming); its neurons' patterns join the program and its weights start it.
+    Network(RawNetwork),
+    /// Train the non-convex network by gradient first (Adam by default) and start from it.
+    Gradient(crate::network::GradientSettings),
 }
 
 /// Which solver runs the convex program.
@@ -114,6 +136,10 @@ pub struct TrainConfig {
     pub solver: SolverSettings,
     /// Which solver; the library default is the first-order solver (the CLI defaults to `auto`).
     pub solver_choice: SolverChoice,
+    /// Column-generation budgets ([`PatternSource::Adaptive`]).
+    pub column_generation: ColumnGenerationSettings,
+    /// Warm start for column generation.
+    pub init: Option<WarmStart>,
 }
 
 impl Default for TrainConfig {
@@ -131,8 +157,37 @@ impl Default for TrainConfig {
             seed: 0,
             solver: SolverSettings::default(),
             solver_choice: SolverChoice::FirstOrder,
+            column_generation: ColumnGenerationSettings::default(),
+            init: None,
         }
     }
+}
+
+/// What column generation did (`report.json: column_generation`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnGenerationReport {
+    /// How it ended.
+    pub end: ColumnGenerationEnd,
+    /// Largest `|theta^T (X u)_+| / lambda` the oracle found at the final point (at most
+    /// `1 + tol`: no violated pattern found).
+    pub oracle_ratio: f64,
+    /// `(oracle_ratio - 1)_+`: the relative violation of the dual constraint found.
+    pub relative_violation: f64,
+    /// Lower bound on the global optimum if the oracle's maximum is the true one (heuristic).
+    pub searched_bound: f64,
+    /// How hard the oracle searched (starts per round, ascent steps).
+    pub oracle: OracleSettings,
+    /// Objective of the warm-start network in the program (when one was given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_objective: Option<f64>,
+    /// Where the warm start came from: `"network"`, `"adam"`/`"sgd"`, or absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    /// Seconds spent training the warm-start network (gradient warm start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_seconds: Option<f64>,
+    /// Trajectory: patterns, objective, oracle ratio per round.
+    pub rounds: Vec<ColumnGenerationRound>,
 }
 
 /// Train/test quality of the network's predictions.
@@ -216,6 +271,9 @@ pub struct Report {
     /// Interior-point iterations (conic solver only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conic_iterations: Option<u32>,
+    /// Column generation (adaptive patterns only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column_generation: Option<ColumnGenerationReport>,
 }
 
 fn default_solver_name() -> String {
@@ -309,6 +367,161 @@ pub fn train(
             "exact patterns need --model relu (the gated model needs a gate per pattern; use --patterns N or --gates FILE)",
         ));
     }
+    let data = prepare_training_data(
+        table,
+        cfg.task,
+        cfg.loss,
+        cfg.standardize,
+        cfg.bias,
+        cfg.scale_target,
+        cfg.test_fraction,
+        cfg.seed,
+    )?;
+    if cfg.init.is_some() && !matches!(cfg.patterns, PatternSource::Adaptive { .. }) {
+        return Err(CvxnnError::arg(
+            "init",
+            "a warm start needs --patterns adaptive (column generation)",
+        ));
+    }
+    if let PatternSource::Adaptive { initial } = cfg.patterns {
+        if cfg.model != ModelKind::Relu {
+            return Err(CvxnnError::arg(
+                "patterns",
+                "adaptive patterns need --model relu (the oracle prices ReLU patterns)",
+            ));
+        }
+        let (warm, init_seconds) = match &cfg.init {
+            None => (None, None),
+            Some(WarmStart::Network(raw)) => {
+                if raw.w1.ncols() != data.x_train_raw.ncols() {
+                    return Err(CvxnnError::arg(
+                        "init-network",
+                        format!(
+                            "the network takes {} features, the data has {}",
+                            raw.w1.ncols(),
+                            data.x_train_raw.ncols()
+                        ),
+                    ));
+                }
+                let std = &data.standardizer;
+                let mut net = raw.to_network(&std.mean, &std.scale, cfg.bias)?;
+                net.alpha.iter_mut().for_each(|a| *a /= data.target_scale);
+                (Some(net), None)
+            }
+            Some(WarmStart::Gradient(g)) => {
+                let out = crate::network::train_gradient(
+                    &data.x,
+                    &data.y_train,
+                    data.loss,
+                    cfg.lambda,
+                    g,
+                )?;
+                (Some(out.network), Some(out.seconds))
+            }
+        };
+        let initial = sample_patterns(&data.x, initial.max(1), cfg.seed)?;
+        let out = solve_column_generation(
+            &data.x,
+            &data.y_train,
+            data.loss,
+            cfg.lambda,
+            &initial,
+            warm.as_ref(),
+            &cfg.solver,
+            &cfg.column_generation,
+            progress,
+        )?;
+        let cg_report = ColumnGenerationReport {
+            end: out.end,
+            oracle_ratio: out.oracle_ratio,
+            relative_violation: (out.oracle_ratio - 1.0).max(0.0),
+            searched_bound: out.searched_bound,
+            oracle: cfg.column_generation.oracle.clone(),
+            init_objective: out.warm_objective,
+            init: cfg.init.as_ref().map(|w| match w {
+                WarmStart::Network(_) => "network".to_string(),
+                WarmStart::Gradient(g) => g.optimizer.name().to_string(),
+            }),
+            init_seconds,
+            rounds: out.rounds,
+        };
+        let s = out.solution;
+        let solution = ProgramSolution {
+            x: s.x,
+            objective: s.objective,
+            dual_bound: s.dual_bound,
+            status: s.status,
+            iterations: s.iterations,
+            violation: s.violation,
+            trace: s.trace,
+            solver: SolverChoice::FirstOrder,
+            conic_status: None,
+            conic_iterations: None,
+        };
+        let masks = out.masks;
+        return finish_training(
+            table,
+            cfg,
+            decompose,
+            start,
+            data,
+            (None, &masks),
+            solution,
+            Some(cg_report),
+        );
+    }
+    let (gates, masks) = match &cfg.patterns {
+        PatternSource::Adaptive { .. } => {
+            return Err(CvxnnError::arg(
+                "patterns",
+                "adaptive patterns: internal dispatch",
+            ))
+        }
+        PatternSource::Sample(count) => {
+            let GatedPatterns { gates, masks } = sample_patterns(&data.x, *count, cfg.seed)?;
+            (Some(gates), masks)
+        }
+        PatternSource::Gates(g) => {
+            let GatedPatterns { gates, masks } = patterns_from_gates(&data.x, g)?;
+            (Some(gates), masks)
+        }
+        PatternSource::Exact { max_patterns } => (None, exact_patterns(&data.x, *max_patterns)?),
+    };
+    let solution = solve_program(
+        &data.x,
+        &data.y_train,
+        &masks,
+        data.loss,
+        cfg.model,
+        cfg.lambda,
+        cfg.solver_choice,
+        &cfg.solver,
+        progress,
+    )?;
+    finish_training(
+        table,
+        cfg,
+        decompose,
+        start,
+        data,
+        (gates.as_ref(), &masks),
+        solution,
+        None,
+    )
+}
+
+/// Rebuilds, exports, measures and reports a solved program.
+#[allow(clippy::too_many_arguments)]
+fn finish_training(
+    table: &Table,
+    cfg: &TrainConfig,
+    decompose: bool,
+    start: std::time::Instant,
+    data: TrainingData,
+    (gates, masks): (Option<&Matrix>, &Masks),
+    solution: ProgramSolution,
+    column_generation: Option<ColumnGenerationReport>,
+) -> Result<TrainOutput> {
     let TrainingData {
         task,
         loss,
@@ -320,39 +533,8 @@ pub fn train(
         target_scale,
         standardizer,
         x,
-    } = prepare_training_data(
-        table,
-        cfg.task,
-        cfg.loss,
-        cfg.standardize,
-        cfg.bias,
-        cfg.scale_target,
-        cfg.test_fraction,
-        cfg.seed,
-    )?;
-    let (gates, masks) = match &cfg.patterns {
-        PatternSource::Sample(count) => {
-            let GatedPatterns { gates, masks } = sample_patterns(&x, *count, cfg.seed)?;
-            (Some(gates), masks)
-        }
-        PatternSource::Gates(g) => {
-            let GatedPatterns { gates, masks } = patterns_from_gates(&x, g)?;
-            (Some(gates), masks)
-        }
-        PatternSource::Exact { max_patterns } => (None, exact_patterns(&x, *max_patterns)?),
-    };
-    let solution = solve_program(
-        &x,
-        &y_train,
-        &masks,
-        loss,
-        cfg.model,
-        cfg.lambda,
-        cfg.solver_choice,
-        &cfg.solver,
-        progress,
-    )?;
-    let network = Network::from_convex(cfg.model, x.ncols(), &solution.x, gates.as_ref())?;
+    } = data;
+    let network = Network::from_convex(cfg.model, x.ncols(), &solution.x, gates)?;
     let network_objective = network.objective(&x, &y_train, loss, cfg.lambda)?;
     let decomposed = if decompose && cfg.model == ModelKind::GatedRelu {
         Some(crate::network::decompose_gated(&network, &x)?)
@@ -406,7 +588,12 @@ pub fn train(
         dual_bound: solution.dual_bound,
         gap: solution.objective - solution.dual_bound,
         relative_gap: relative_gap(solution.objective, solution.dual_bound),
-        certificate: certificate_name(&cfg.patterns).into(),
+        certificate: match &column_generation {
+            Some(cg) if cg.end == ColumnGenerationEnd::NoViolationFound => {
+                "no-violation-found".into()
+            }
+            _ => certificate_name(&cfg.patterns).into(),
+        },
         status: solution.status,
         iterations: solution.iterations,
         seconds: start.elapsed().as_secs_f64(),
@@ -430,6 +617,7 @@ pub fn train(
         solver: solution.solver.name().into(),
         conic_status: solution.conic_status,
         conic_iterations: solution.conic_iterations,
+        column_generation,
     };
     Ok(TrainOutput {
         model,
@@ -524,7 +712,8 @@ pub(crate) fn prepare_training_data(
     })
 }
 
-/// `"global"` for exact patterns, `"sampled-patterns"` otherwise.
+/// `"global"` for exact patterns, `"sampled-patterns"` otherwise (column generation reports
+/// `"no-violation-found"` when its oracle found nothing, see [`train`]).
 fn certificate_name(p: &PatternSource) -> &'static str {
     match p {
         PatternSource::Exact { .. } => "global",
@@ -974,6 +1163,12 @@ pub fn certify(
     let balanced_objective = loss.value(&z, &y) + cfg.lambda * balanced_penalty;
 
     let chosen = match &cfg.patterns {
+        PatternSource::Adaptive { .. } => {
+            return Err(CvxnnError::arg(
+                "patterns",
+                "certify takes exact or sampled patterns (adaptive patterns are for train)",
+            ))
+        }
         PatternSource::Sample(count) => sample_patterns(&x, *count, cfg.seed)?.masks,
         PatternSource::Gates(g) => patterns_from_gates(&x, g)?.masks,
         PatternSource::Exact { max_patterns } => exact_patterns(&x, *max_patterns)?,

@@ -12,9 +12,14 @@ pub enum ModelKind {
     Relu,
 }
 
+pub mod column_generation;
 pub mod polish;
 mod two_layer;
 
+pub use column_generation::{
+    solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
+    ColumnGenerationSettings,
+};
 pub use two_layer::TwoLayerProgram;
 
 impl ModelKind {

@@ -1,0 +1,520 @@
+//! Column generation for the ReLU program (DESIGN section 1): start from a few patterns, solve,
+//! ask the dual oracle ([`crate::certificate::oracle`]) for missing patterns whose dual
+//! constraint `|theta^T (X u)_+| <= lambda` is violated, add the most violated ones, re-solve
+//! warm-started, and stop when the oracle finds no violation or a budget ends.
+//!
+//! Every accepted point is feasible for the cone constraints (a real network), and a round's
+//! point replaces the previous one only when its objective is not larger, so the reported
+//! objective never increases from round to round.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ModelKind, TwoLayerProgram};
+use crate::certificate::{dual_bound, relu_kkt_dual, search_patterns, OracleSettings};
+use crate::error::{CvxnnError, Result};
+use crate::linalg::{norm2, Matrix};
+use crate::loss::LossKind;
+use crate::network::Network;
+use crate::patterns::{GatedPatterns, Masks};
+use crate::solver::{relative_gap, Progress, Solution, SolverSettings, Status};
+
+/// Budgets and batch sizes of [`solve_column_generation`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnGenerationSettings {
+    /// Most violated patterns added per round. Default 16.
+    pub batch: usize,
+    /// Most rounds (solves). Default 4.
+    pub max_rounds: usize,
+    /// Largest working set of patterns. Default 4000.
+    pub max_patterns: usize,
+    /// Rounds a pattern's groups may stay zero before it leaves the working set. Default 3.
+    pub drop_after: usize,
+    /// How hard the oracle searches.
+    pub oracle: OracleSettings,
+    /// Relative tolerance of each round's solve (the last solve uses the solver's). Default 1e-4.
+    pub round_tol: f64,
+    /// First-order iterations per round. Default 500 (measured: more rounds of fewer iterations
+    /// lower the objective faster than fewer, longer solves).
+    pub round_max_iter: usize,
+    /// First-order iterations of the final solve on the last working set. Default 500.
+    pub final_max_iter: usize,
+}
+
+impl Default for ColumnGenerationSettings {
+    fn default() -> Self {
+        ColumnGenerationSettings {
+            batch: 16,
+            max_rounds: 4,
+            max_patterns: 4000,
+            drop_after: 3,
+            oracle: OracleSettings::default(),
+            round_tol: 1e-4,
+            round_max_iter: 500,
+            final_max_iter: 500,
+        }
+    }
+}
+
+/// How column generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ColumnGenerationEnd {
+    /// The oracle found no pattern whose dual constraint is violated beyond the tolerance.
+    NoViolationFound,
+    /// The round, pattern or iteration budget ended first.
+    Budget,
+}
+
+/// One round of column generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnGenerationRound {
+    /// Round number (0 = the initial patterns).
+    pub round: usize,
+    /// Patterns in the working set during this round's solve.
+    pub patterns: usize,
+    /// Objective of the accepted point after the round.
+    pub objective: f64,
+    /// Dual bound over the working set (not global).
+    pub restricted_bound: f64,
+    /// Largest `|theta^T (X u)_+| / lambda` the oracle found (1 + tol or less: no violation).
+    pub oracle_ratio: f64,
+    /// Patterns added after this round.
+    pub added: usize,
+    /// Patterns dropped after this round.
+    pub dropped: usize,
+    /// First-order iterations of this round's solve.
+    pub iterations: usize,
+    /// Seconds since the start.
+    pub seconds: f64,
+}
+
+/// The outcome of [`solve_column_generation`].
+#[derive(Clone, Debug)]
+pub struct ColumnGenerationOutcome {
+    /// Final working set.
+    pub masks: Masks,
+    /// One gate realizing each pattern of `masks` (`d x P`).
+    pub gates: Matrix,
+    /// Solution over `masks` (ReLU layout `[V W]`); `dual_bound` is relative to `masks`.
+    pub solution: Solution,
+    /// Trajectory.
+    pub rounds: Vec<ColumnGenerationRound>,
+    /// How it ended.
+    pub end: ColumnGenerationEnd,
+    /// Last oracle ratio `max |theta^T (X u)_+| / lambda` found.
+    pub oracle_ratio: f64,
+    /// Lower bound on the global optimum, valid if the oracle's maximum is the true one (so
+    /// heuristic unless the oracle is exact): `theta` rescaled by the largest dual norm found.
+    pub searched_bound: f64,
+    /// Objective of the warm-start network mapped into the program (when one was given).
+    pub warm_objective: Option<f64>,
+}
+
+/// Runs column generation for the ReLU program from `initial` patterns (plus the activation
+/// patterns of `warm`'s neurons, whose weights are the first round's starting point).
+#[allow(clippy::too_many_arguments)]
+pub fn solve_column_generation(
+    x: &Matrix,
+    y: &[f64],
+    loss: LossKind,
+    lambda: f64,
+    initial: &GatedPatterns,
+    warm: Option<&Network>,
+    settings: &SolverSettings,
+    cg: &ColumnGenerationSettings,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ColumnGenerationOutcome> {
+    let start = std::time::Instant::now();
+    settings.validate()?;
+    if cg.batch == 0 || cg.max_rounds == 0 || cg.max_patterns == 0 {
+        return Err(CvxnnError::arg(
+            "patterns",
+            "column generation needs batch, rounds and pattern limits of at least 1",
+        ));
+    }
+    let (n, d) = (x.nrows(), x.ncols());
+    let mut work = WorkingSet::new(n, d);
+    for i in 0..initial.masks.len() {
+        work.add(
+            initial.masks.pattern_words(i).to_vec(),
+            initial.gates.col(i),
+        );
+    }
+    let mut vars = vec![0.0; 2 * d * work.len()];
+    if let Some(net) = warm {
+        if net.gates.is_some() || net.input_dim() != d {
+            return Err(CvxnnError::arg(
+                "init-network",
+                format!(
+                    "needs a ReLU network on {d} design columns; got {} inputs{}",
+                    net.input_dim(),
+                    if net.gates.is_some() { " (gated)" } else { "" }
+                ),
+            ));
+        }
+        vars = work.embed(x, net, &vars);
+    }
+    if work.is_empty() {
+        return Err(CvxnnError::arg(
+            "patterns",
+            "no activation pattern with an active sample to start from",
+        ));
+    }
+    let objective_of = |work: &WorkingSet, v: &[f64]| -> Result<f64> {
+        let masks = work.masks();
+        TwoLayerProgram::new(x, y, &masks, loss, ModelKind::Relu, lambda)?.objective(v)
+    };
+    let warm_objective = match warm {
+        Some(_) => Some(objective_of(&work, &vars)?),
+        None => None,
+    };
+    // The best real network so far (the warm network, if any) and its objective.
+    let mut best = objective_of(&work, &vars)?;
+    let mut best_net: Option<Network> = warm.cloned();
+
+    let mut rounds = Vec::new();
+    let mut total_iters = 0usize;
+    let mut end = ColumnGenerationEnd::Budget;
+    let mut oracle_ratio;
+    let mut last_bound = f64::NEG_INFINITY;
+    for round in 0..=cg.max_rounds {
+        let last_round = round == cg.max_rounds || total_iters >= settings.max_iter;
+        let masks = work.masks();
+        let program = TwoLayerProgram::new(x, y, &masks, loss, ModelKind::Relu, lambda)?;
+        let remaining = settings.max_iter.saturating_sub(total_iters).max(1);
+        let round_settings = SolverSettings {
+            tol: cg.round_tol.max(settings.tol),
+            max_iter: cg.round_max_iter.min(remaining),
+            ..settings.clone()
+        };
+        let offset = total_iters;
+        let sol = program.solve(&round_settings, Some(&vars), &mut |p: &Progress| {
+            progress(&Progress {
+                iteration: p.iteration + offset,
+                ..*p
+            })
+        })?;
+        total_iters += sol.iterations;
+        last_bound = last_bound.max(sol.dual_bound);
+        // The solver's point is a real network once rebuilt (each neuron acts with its own
+        // pattern); its true objective decides whether it is the best so far. The solver
+        // state itself stays in its slots, so the working set only grows through the oracle.
+        let net = prune(Network::from_convex(ModelKind::Relu, d, &sol.x, None)?);
+        let net_objective = net.objective(x, y, loss, lambda)?;
+        if net_objective < best {
+            best = net_objective;
+            best_net = Some(net);
+        }
+        vars = sol.x;
+        // The oracle at the accepted point, started from its neurons too.
+        let masks = work.masks();
+        let program = TwoLayerProgram::new(x, y, &masks, loss, ModelKind::Relu, lambda)?;
+        let z = program.predict(&vars)?;
+        let mut theta = vec![0.0; n];
+        loss.grad(&z, y, &mut theta);
+        let found = search_patterns(
+            x,
+            &theta,
+            Some(&active_columns(&vars, d)),
+            &OracleSettings {
+                seed: cg.oracle.seed.wrapping_add(round as u64),
+                ..cg.oracle.clone()
+            },
+        )?;
+        oracle_ratio = found.max_value / lambda;
+        let threshold = lambda * (1.0 + settings.tol.max(cg.round_tol));
+        let room = cg.max_patterns.saturating_sub(work.len());
+        let fresh: Vec<_> = found
+            .candidates
+            .iter()
+            .filter(|c| c.value > threshold && work.index(&c.pattern).is_none())
+            .take(if last_round { 0 } else { cg.batch.min(room) })
+            .collect();
+        work.age(&vars);
+        let dropped = if fresh.is_empty() {
+            0
+        } else {
+            work.drop_stale(cg.drop_after, &mut vars)
+        };
+        for c in &fresh {
+            work.add(c.pattern.clone(), &c.gate);
+        }
+        vars = work.grow_vars(&vars);
+        rounds.push(ColumnGenerationRound {
+            round,
+            patterns: masks.len(),
+            objective: best,
+            restricted_bound: sol.dual_bound,
+            oracle_ratio,
+            added: fresh.len(),
+            dropped,
+            iterations: sol.iterations,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        if fresh.is_empty() {
+            if found.max_value <= threshold {
+                end = ColumnGenerationEnd::NoViolationFound;
+            }
+            break;
+        }
+    }
+    // Final solve to the requested tolerance, from the best network embedded at its own
+    // patterns (exactly feasible, objective `best`), for the certificate.
+    if let Some(net) = &best_net {
+        vars = work.embed(x, net, &vec![0.0; 2 * d * work.len()]);
+    } else {
+        vars = vec![0.0; 2 * d * work.len()];
+    }
+    let masks = work.masks();
+    let program = TwoLayerProgram::new(x, y, &masks, loss, ModelKind::Relu, lambda)?;
+    let remaining = settings.max_iter.saturating_sub(total_iters).max(1);
+    let offset = total_iters;
+    let fin = program.solve(
+        &SolverSettings {
+            max_iter: remaining.min(cg.final_max_iter).max(1),
+            ..settings.clone()
+        },
+        Some(&vars),
+        &mut |p: &Progress| {
+            progress(&Progress {
+                iteration: p.iteration + offset,
+                ..*p
+            })
+        },
+    )?;
+    total_iters += fin.iterations;
+    let mut solution = if fin.violation <= settings.tol.min(1e-9) && fin.objective <= best {
+        fin
+    } else {
+        Solution {
+            x: vars,
+            status: Status::MaxIterations,
+            objective: best,
+            dual_bound: fin.dual_bound,
+            violation: 0.0,
+            iterations: 0,
+            seconds: 0.0,
+            trace: fin.trace,
+        }
+    };
+    solution.violation = program.violation(&solution.x)?;
+    solution.objective = program.objective(&solution.x)?;
+    solution.iterations = total_iters;
+    solution.seconds = start.elapsed().as_secs_f64();
+    solution.status = if relative_gap(solution.objective, solution.dual_bound) <= settings.tol {
+        Status::Converged
+    } else {
+        Status::MaxIterations
+    };
+    let kkt = relu_kkt_dual(&program, &solution.x)?;
+    let found = search_patterns(
+        x,
+        &kkt.theta,
+        Some(&active_columns(&solution.x, d)),
+        &cg.oracle,
+    )?;
+    oracle_ratio = found.max_value / lambda;
+    let searched_bound = dual_bound(
+        loss,
+        y,
+        &kkt.theta,
+        found.max_value.max(kkt.max_group_norm),
+        lambda,
+    );
+    let _ = last_bound;
+    if end == ColumnGenerationEnd::NoViolationFound
+        && found.max_value > lambda * (1.0 + settings.tol.max(cg.round_tol))
+    {
+        end = ColumnGenerationEnd::Budget;
+    }
+    Ok(ColumnGenerationOutcome {
+        gates: work.gates(),
+        masks,
+        solution,
+        rounds,
+        end,
+        oracle_ratio,
+        searched_bound,
+        warm_objective,
+    })
+}
+
+/// Drops neurons whose `|alpha| ||u||` is below `1e-4` of the largest: a first-order iterate
+/// keeps many tiny groups, and snapping each to its own pattern would flood the working set (the
+/// snapped objective is checked before the point is accepted).
+fn prune(net: Network) -> Network {
+    let size: Vec<f64> = (0..net.neurons())
+        .map(|j| net.alpha[j].abs() * norm2(net.hidden.col(j)))
+        .collect();
+    let top = size.iter().fold(0.0f64, |a, &b| a.max(b));
+    let keep: Vec<usize> = (0..size.len()).filter(|&j| size[j] >= 1e-4 * top).collect();
+    let d = net.hidden.nrows();
+    let hidden: Vec<f64> = keep
+        .iter()
+        .flat_map(|&j| net.hidden.col(j).to_vec())
+        .collect();
+    Network {
+        hidden: Matrix::from_col_major(d, keep.len(), hidden)
+            .unwrap_or_else(|| Matrix::zeros(d, 0)),
+        alpha: keep.iter().map(|&j| net.alpha[j]).collect(),
+        gates: None,
+    }
+}
+
+/// Non-zero variable columns (`d x k`), the current neurons' directions.
+fn active_columns(vars: &[f64], d: usize) -> Matrix {
+    let cols: Vec<f64> = vars
+        .chunks(d)
+        .filter(|c| norm2(c) > 0.0)
+        .flatten()
+        .copied()
+        .collect();
+    let k = cols.len() / d.max(1);
+    Matrix::from_col_major(d, k, cols).unwrap_or_else(|| Matrix::zeros(d, 0))
+}
+
+/// Patterns in the working set, a realizing gate for each, and how long each has been unused.
+#[derive(Clone)]
+struct WorkingSet {
+    n: usize,
+    d: usize,
+    positions: HashMap<Vec<u64>, usize>,
+    words: Vec<Vec<u64>>,
+    gates: Vec<Vec<f64>>,
+    idle: Vec<usize>,
+}
+
+impl WorkingSet {
+    fn new(n: usize, d: usize) -> Self {
+        WorkingSet {
+            n,
+            d,
+            positions: HashMap::new(),
+            words: Vec::new(),
+            gates: Vec::new(),
+            idle: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    fn index(&self, w: &[u64]) -> Option<usize> {
+        self.positions.get(w).copied()
+    }
+
+    /// Adds a pattern that has an active sample and is new; its variables come in
+    /// [`WorkingSet::grow_vars`].
+    fn add(&mut self, words: Vec<u64>, gate: &[f64]) {
+        if words.iter().all(|&w| w == 0) || self.positions.contains_key(&words) {
+            return;
+        }
+        self.positions.insert(words.clone(), self.words.len());
+        self.words.push(words);
+        self.gates.push(gate.to_vec());
+        self.idle.push(0);
+    }
+
+    fn masks(&self) -> Masks {
+        let mut m = Masks::new(self.n);
+        for w in &self.words {
+            m.push_words(w);
+        }
+        m
+    }
+
+    fn gates(&self) -> Matrix {
+        let flat: Vec<f64> = self.gates.iter().flatten().copied().collect();
+        Matrix::from_col_major(self.d, self.gates.len(), flat)
+            .unwrap_or_else(|| Matrix::zeros(self.d, 0))
+    }
+
+    /// Counts rounds each pattern has had both groups at zero (`vars` laid out for `len()`).
+    fn age(&mut self, vars: &[f64]) {
+        let (d, p) = (self.d, self.len());
+        for i in 0..p {
+            let used = norm2(&vars[i * d..(i + 1) * d]) > 0.0
+                || norm2(&vars[(p + i) * d..(p + i + 1) * d]) > 0.0;
+            self.idle[i] = if used { 0 } else { self.idle[i] + 1 };
+        }
+    }
+
+    /// Removes patterns idle for at least `after` rounds, and their (zero) variables.
+    fn drop_stale(&mut self, after: usize, vars: &mut Vec<f64>) -> usize {
+        let (d, p) = (self.d, self.len());
+        let keep: Vec<usize> = (0..p).filter(|&i| self.idle[i] < after).collect();
+        if keep.len() == p {
+            return 0;
+        }
+        let mut v = Vec::with_capacity(2 * d * keep.len());
+        for half in 0..2 {
+            for &i in &keep {
+                let c = half * p + i;
+                v.extend_from_slice(&vars[c * d..(c + 1) * d]);
+            }
+        }
+        *vars = v;
+        let words: Vec<Vec<u64>> = keep.iter().map(|&i| self.words[i].clone()).collect();
+        self.positions = words
+            .iter()
+            .enumerate()
+            .map(|(k, w)| (w.clone(), k))
+            .collect();
+        self.gates = keep.iter().map(|&i| self.gates[i].clone()).collect();
+        self.idle = keep.iter().map(|&i| self.idle[i]).collect();
+        self.words = words;
+        p - keep.len()
+    }
+
+    /// Adds `net`'s neurons at their own activation patterns (new patterns join the set) to
+    /// `vars` (laid out for the current set): `v = u |alpha|` in the `V` half for `alpha > 0`,
+    /// in `W` otherwise. The result is exactly feasible and its objective is at most the
+    /// network's (the balanced weight decay, and neurons sharing a pattern merge).
+    fn embed(&mut self, x: &Matrix, net: &Network, vars: &[f64]) -> Vec<f64> {
+        let d = self.d;
+        let xu = x.matmul(&net.hidden);
+        let mut placed = Vec::new();
+        for j in 0..net.neurons() {
+            let a = net.alpha[j];
+            let active: Vec<bool> = xu.col(j).iter().map(|&v| v >= 0.0).collect();
+            if a == 0.0 || !active.iter().any(|&b| b) {
+                continue;
+            }
+            let words = crate::patterns::pack(&active);
+            self.add(words.clone(), net.hidden.col(j));
+            if let Some(i) = self.index(&words) {
+                placed.push((i, a, j));
+            }
+        }
+        let mut out = self.grow_vars(vars);
+        let p = self.len();
+        for (i, a, j) in placed {
+            let col = if a > 0.0 { i } else { p + i };
+            for (dst, &u) in out[col * d..(col + 1) * d]
+                .iter_mut()
+                .zip(net.hidden.col(j))
+            {
+                *dst += u * a.abs();
+            }
+        }
+        out
+    }
+
+    /// `vars` laid out for the first `vars.len() / (2d)` patterns, extended with zero groups for
+    /// the patterns added since.
+    fn grow_vars(&self, vars: &[f64]) -> Vec<f64> {
+        let (d, p) = (self.d, self.len());
+        let old = vars.len() / (2 * d);
+        let mut v = vec![0.0; 2 * d * p];
+        v[..old * d].copy_from_slice(&vars[..old * d]);
+        v[p * d..(p + old) * d].copy_from_slice(&vars[old * d..2 * old * d]);
+        v
+    }
+}

@@ -59,6 +59,15 @@ pub fn parse_patterns(s: &str) -> Result<PatternsArg, String> {
     }
 }
 
+/// `--round-solver`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundSolverArg {
+    /// New neurons from the oracle, then Adam on the network.
+    Gradient,
+    /// The convex program over the working set.
+    Convex,
+}
+
 /// `--init`: a built-in warm start for column generation.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitArg {
@@ -135,13 +144,24 @@ pub struct TrainArgs {
     /// With --patterns adaptive: sampled patterns to start from.
     #[arg(long, default_value_t = 16)]
     pub initial_patterns: usize,
-    /// With --patterns adaptive: most rounds (solve, then ask the oracle).
-    #[arg(long, default_value_t = 4)]
+    /// With --patterns adaptive: most rounds (ask the oracle, then re-optimize).
+    #[arg(long, default_value_t = 10)]
     pub rounds: usize,
+    /// With --patterns adaptive: what re-optimizes after each oracle call: `gradient` (the
+    /// oracle's directions join the network as new neurons, then full-batch Adam) or `convex`
+    /// (the convex program over the working set, augmented Lagrangian).
+    #[arg(long, value_enum, default_value_t = RoundSolverArg::Gradient)]
+    pub round_solver: RoundSolverArg,
+    /// With --round-solver gradient: Adam epochs per round.
+    #[arg(long, default_value_t = 500)]
+    pub round_epochs: usize,
+    /// With --round-solver gradient: Adam learning rate.
+    #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
+    pub round_lr: f64,
     /// With --patterns adaptive: most violated patterns added per round.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// With --patterns adaptive: first-order iterations per round.
+    /// With --round-solver convex: first-order iterations per round.
     #[arg(long, default_value_t = 500)]
     pub round_iter: usize,
     /// With --patterns adaptive: first-order iterations of the final solve on the last working

@@ -12,12 +12,12 @@ use cvxnn::estimator::{
 };
 use cvxnn::loss::LossKind;
 use cvxnn::network::{GradientSettings, RawNetwork};
-use cvxnn::program::{ColumnGenerationSettings, ModelKind};
+use cvxnn::program::{ColumnGenerationSettings, ModelKind, RoundSolver};
 use cvxnn::solver::SolverSettings;
 
 use crate::args::{
     CertifyArgs, Cli, Command, InfoArgs, InitArg, LossArg, ModelArg, PatternsArg, PredictArgs,
-    SolverArg, TaskArg, TrainArgs,
+    RoundSolverArg, SolverArg, TaskArg, TrainArgs,
 };
 use crate::progress::SolveProgress;
 
@@ -122,6 +122,14 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             batch: a.batch,
             max_rounds: a.rounds,
             round_max_iter: a.round_iter,
+            round_solver: match a.round_solver {
+                RoundSolverArg::Gradient => RoundSolver::Gradient {
+                    epochs: a.round_epochs,
+                    learning_rate: a.round_lr,
+                    scale: 0.05,
+                },
+                RoundSolverArg::Convex => RoundSolver::Convex,
+            },
             final_max_iter: a.final_iter,
             oracle: OracleSettings {
                 random_starts: a.oracle_starts / 2,

@@ -12,7 +12,7 @@ use cvxnn::loss::LossKind;
 use cvxnn::network::{train_gradient, GradientSettings, Network};
 use cvxnn::patterns::{sample_patterns, Masks};
 use cvxnn::program::{
-    solve_column_generation, ColumnGenerationEnd, ColumnGenerationSettings, ModelKind,
+    solve_column_generation, ColumnGenerationEnd, ColumnGenerationSettings, ModelKind, RoundSolver,
     TwoLayerProgram,
 };
 use cvxnn::solver::conic::{solve_conic, ConicProblem, ConicSettings};
@@ -118,7 +118,11 @@ fn warm_network(x: &cvxnn::Matrix, y: &[f64], loss: LossKind) -> (Network, f64) 
 
 #[test]
 fn column_generation_is_never_worse_than_its_warm_start_and_is_monotone() {
-    for loss in [LossKind::Squared, LossKind::Logistic] {
+    let solvers = [RoundSolver::default(), RoundSolver::Convex];
+    for (loss, round_solver) in [LossKind::Squared, LossKind::Logistic]
+        .into_iter()
+        .flat_map(|l| solvers.map(|r| (l, r)))
+    {
         let (x, y) = problem(60, 4, loss, 11);
         let (net, net_objective) = warm_network(&x, &y, loss);
         let initial = sample_patterns(&x, 4, 0).unwrap();
@@ -130,6 +134,7 @@ fn column_generation_is_never_worse_than_its_warm_start_and_is_monotone() {
         let cg = ColumnGenerationSettings {
             max_rounds: 6,
             batch: 8,
+            round_solver,
             ..ColumnGenerationSettings::default()
         };
         let out = solve_column_generation(

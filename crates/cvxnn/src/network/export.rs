@@ -193,12 +193,10 @@ impl RawNetwork {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
+        // One metadata entry only: safetensors writes a HashMap, whose order (and so the file's
+        // bytes) would change from run to run with more. `model.json` records the version.
         let mut info = HashMap::new();
         info.insert("format".to_string(), "pt".to_string());
-        info.insert(
-            "producer".to_string(),
-            format!("cvxnn {}", env!("CARGO_PKG_VERSION")),
-        );
         let bytes = safetensors::serialize(views, Some(info)).map_err(|e| CvxnnError::Model {
             path: path.into(),
             message: e.to_string(),

@@ -276,6 +276,19 @@ pub fn train_gradient(
     lambda: f64,
     s: &GradientSettings,
 ) -> Result<GradientOutcome> {
+    train_gradient_from(x, y, loss, lambda, s, None)
+}
+
+/// [`train_gradient`] from a given ReLU network (its width replaces `s.width`) instead of a
+/// random one; the seed still drives minibatch shuffles.
+pub fn train_gradient_from(
+    x: &Matrix,
+    y: &[f64],
+    loss: LossKind,
+    lambda: f64,
+    s: &GradientSettings,
+    initial: Option<Network>,
+) -> Result<GradientOutcome> {
     let start = Instant::now();
     if !(lambda.is_finite() && lambda >= 0.0) {
         return Err(CvxnnError::arg(
@@ -299,9 +312,23 @@ pub fn train_gradient(
     }
     loss.check_targets(y)?;
 
-    let (n, d, m) = (x.nrows(), x.ncols(), s.width);
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-    let mut net = init_network(d, m, &mut rng);
+    let mut net = match initial {
+        Some(net) => {
+            if net.gates.is_some() || net.input_dim() != x.ncols() || net.neurons() == 0 {
+                return Err(CvxnnError::arg(
+                    "init-network",
+                    format!(
+                        "gradient training starts from a non-empty ReLU network on {} columns",
+                        x.ncols()
+                    ),
+                ));
+            }
+            net
+        }
+        None => init_network(x.ncols(), s.width, &mut rng),
+    };
+    let (n, d, m) = (x.nrows(), x.ncols(), net.neurons());
     let batch = s.batch_size.unwrap_or(n).min(n);
     let full_batch = batch == n;
     let mut order: Vec<usize> = (0..n).collect();

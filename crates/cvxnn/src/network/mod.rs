@@ -9,7 +9,8 @@ mod gradient;
 pub use decompose::decompose_gated;
 pub use export::{RawNetwork, TorchNames};
 pub use gradient::{
-    network_gradient, train_gradient, GradientOutcome, GradientSettings, NetworkGradient, Optimizer,
+    network_gradient, train_gradient, train_gradient_from, GradientOutcome, GradientSettings,
+    NetworkGradient, Optimizer,
 };
 
 use crate::error::{CvxnnError, Result};

@@ -60,6 +60,14 @@ impl<'a> ArrangementOperator<'a> {
         self.layout
     }
 
+    /// Index, within the constraint values of [`Layout::ReluConstrained`] for `n` samples and
+    /// `cols` variable columns, of the value of sample `row` in column `col` (panel-major).
+    pub fn constraint_position(n: usize, cols: usize, row: usize, col: usize) -> usize {
+        let r0 = (row / PANEL) * PANEL;
+        let b = PANEL.min(n - r0);
+        r0 * cols + col * b + (row - r0)
+    }
+
     /// Offset in the image where the constraint values start (`n`).
     pub fn constraint_offset(&self) -> usize {
         self.x.nrows()

@@ -18,7 +18,7 @@ mod two_layer;
 
 pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
-    ColumnGenerationSettings,
+    ColumnGenerationSettings, RoundSolver,
 };
 pub use two_layer::TwoLayerProgram;
 

@@ -17,7 +17,7 @@ const POLISH_FEASIBILITY: f64 = 1e-12;
 /// Extra active-set rounds of the polish.
 const POLISH_ROUNDS: usize = 8;
 use crate::certificate::relu_kkt_dual_bound;
-use crate::solver::{Progress, Solution, SolverSettings, Status};
+use crate::solver::{Multipliers, Progress, Solution, SolverSettings, Status};
 
 /// `min (1/n) sum_j loss((sum_i D_i X u_i)_j, y_j) + lambda sum_i ||u_i||`, plus, for
 /// [`ModelKind::Relu`], `u_i = v_i - w_i` with `(2 D_i - I) X v_i >= 0`, `(2 D_i - I) X w_i >= 0`.
@@ -188,6 +188,18 @@ impl<'a> TwoLayerProgram<'a> {
         warm: Option<&[f64]>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Solution> {
+        self.solve_warm(settings, warm, None, progress)
+    }
+
+    /// [`TwoLayerProgram::solve`] that also starts the augmented Lagrangian (ReLU) from a
+    /// previous solve's multipliers (ignored when their length does not match).
+    pub fn solve_warm(
+        &self,
+        settings: &SolverSettings,
+        warm: Option<&[f64]>,
+        multipliers: Option<&Multipliers>,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Solution> {
         settings.validate()?;
         let zero;
         let x0 = match warm {
@@ -211,7 +223,7 @@ impl<'a> TwoLayerProgram<'a> {
                 settings,
                 progress,
             ),
-            ModelKind::Relu => self.solve_relu(settings, x0, progress),
+            ModelKind::Relu => self.solve_relu(settings, x0, multipliers, progress),
         })
     }
 
@@ -221,6 +233,7 @@ impl<'a> TwoLayerProgram<'a> {
         &self,
         settings: &SolverSettings,
         x0: &[f64],
+        multipliers: Option<&Multipliers>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Solution {
         let map = ArrangementOperator::new(self.x, self.masks, Layout::ReluConstrained);
@@ -233,6 +246,7 @@ impl<'a> TwoLayerProgram<'a> {
             },
             &self.penalty(),
             x0,
+            multipliers,
             settings,
             Some(&hook),
             progress,
@@ -287,6 +301,7 @@ impl<'a> TwoLayerProgram<'a> {
             iterations: 0,
             seconds: 0.0,
             trace: Vec::new(),
+            multipliers: None,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! The operator's image is `[A x; C x]`; the first `n` entries are the predictions.
 
 use super::fista::{fista, initial_step, Control, ImageFunction, LossImage};
-use super::{relative_gap, Progress, Solution, SolverSettings, Status};
+use super::{relative_gap, Multipliers, Progress, Solution, SolverSettings, Status};
 use crate::certificate::dual_bound;
 use crate::loss::LossKind;
 use crate::operator::LinearMap;
@@ -106,11 +106,16 @@ fn relative_violation(c: &[f64]) -> f64 {
 /// as soon as the relative gap against the best bound and the relative violation at `y` are both
 /// below `settings.tol`. Inner solves end (and multipliers update) when the minimum-norm
 /// subgradient is below a tolerance that tightens from outer step to outer step.
+///
+/// `warm` multipliers (a previous solve's, same constraint layout) start the outer loop there
+/// instead of at `gamma = 0`, `rho = rho_init / n`: a warm point then stays near feasibility.
+#[allow(clippy::too_many_arguments)]
 pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     map: &M,
     data: LossImage<'_>,
     penalty: &GroupL2,
     x0: &[f64],
+    warm: Option<&Multipliers>,
     settings: &SolverSettings,
     polish: Option<&PolishHook<'_>>,
     progress: &mut dyn FnMut(&Progress),
@@ -121,6 +126,10 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
 
     let mut gamma = vec![0.0; map.image_len() - n];
     let mut rho = settings.rho_init / n.max(1) as f64;
+    if let Some(w) = warm.filter(|w| w.gamma.len() == gamma.len() && w.rho > 0.0) {
+        gamma.copy_from_slice(&w.gamma);
+        rho = w.rho;
+    }
     let mut x = x0.to_vec();
     let mut step = initial_step(map, loss.curvature(n).max(rho));
     let mut inner_tol = 1e-2f64.max(settings.tol);
@@ -211,6 +220,7 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
                 trace.push(last);
                 progress(&last);
                 p.trace = trace;
+                p.multipliers = Some(Multipliers { gamma, rho });
                 return p;
             }
         }
@@ -240,5 +250,6 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         iterations: total,
         seconds: start.elapsed().as_secs_f64(),
         trace,
+        multipliers: Some(Multipliers { gamma, rho }),
     }
 }

@@ -292,5 +292,6 @@ pub fn solve_group_lasso<M: LinearMap + ?Sized>(
         iterations: out.iterations,
         seconds: start.elapsed().as_secs_f64(),
         trace,
+        multipliers: None,
     }
 }

@@ -117,6 +117,19 @@ pub struct Solution {
     pub seconds: f64,
     /// Outer trajectory (every outer step for the augmented Lagrangian; sparse for FISTA).
     pub trace: Vec<Progress>,
+    /// The augmented Lagrangian's final multipliers (cone-constrained solves only), to
+    /// warm-start a later solve of the same constraints.
+    pub multipliers: Option<Multipliers>,
+}
+
+/// Augmented-Lagrangian state: multipliers `gamma >= 0` of the constraint rows (in the
+/// operator's constraint layout) and the penalty `rho`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Multipliers {
+    /// One multiplier per constraint value.
+    pub gamma: Vec<f64>,
+    /// Penalty parameter.
+    pub rho: f64,
 }
 
 impl Solution {

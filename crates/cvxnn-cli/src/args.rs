@@ -145,7 +145,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 16)]
     pub initial_patterns: usize,
     /// With --patterns adaptive: most rounds (ask the oracle, then re-optimize).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 30)]
     pub rounds: usize,
     /// With --patterns adaptive: what re-optimizes after each oracle call: `gradient` (the
     /// oracle's directions join the network as new neurons, then full-batch Adam) or `convex`
@@ -166,7 +166,7 @@ pub struct TrainArgs {
     pub round_iter: usize,
     /// With --patterns adaptive: first-order iterations of the final solve on the last working
     /// set (tightens the gap over those patterns).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 100)]
     pub final_iter: usize,
     /// With --patterns adaptive: oracle starts (random directions and data rows; each used with
     /// both signs).

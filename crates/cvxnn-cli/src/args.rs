@@ -40,6 +40,8 @@ pub enum PatternsArg {
     Exact,
     /// Column generation driven by the dual oracle.
     Adaptive,
+    /// Exact when the data has few patterns, else adaptive (ReLU); 500 sampled (gated ReLU).
+    Auto,
 }
 
 /// Parses `exact`, `adaptive` or a positive integer.
@@ -50,11 +52,14 @@ pub fn parse_patterns(s: &str) -> Result<PatternsArg, String> {
     if s.eq_ignore_ascii_case("adaptive") {
         return Ok(PatternsArg::Adaptive);
     }
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(PatternsArg::Auto);
+    }
     match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1 (or `exact`, `adaptive`)".into()),
+        Ok(0) => Err("must be at least 1 (or `exact`, `adaptive`, `auto`)".into()),
         Ok(n) => Ok(PatternsArg::Sample(n)),
         Err(_) => Err(format!(
-            "expected a number of patterns, `exact` or `adaptive`, got `{s}`"
+            "expected a number of patterns, `exact`, `adaptive` or `auto`, got `{s}`"
         )),
     }
 }
@@ -138,8 +143,10 @@ pub struct TrainArgs {
     pub lambda: f64,
     /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped),
     /// `exact` for every pattern of the data's hyperplane arrangement (global certificate), or
-    /// `adaptive`: column generation, adding the patterns the dual oracle finds violated.
-    #[arg(long, default_value = "500", value_parser = parse_patterns, allow_hyphen_values = true)]
+    /// `adaptive`: column generation, adding the patterns the dual oracle finds violated; `auto`
+    /// (default): exact when the predicted count is at most 2000, else adaptive (ReLU), and 500
+    /// sampled for gated ReLU.
+    #[arg(long, default_value = "auto", value_parser = parse_patterns, allow_hyphen_values = true)]
     pub patterns: PatternsArg,
     /// With --patterns adaptive: sampled patterns to start from.
     #[arg(long, default_value_t = 16)]

@@ -8,7 +8,7 @@ use cvxnn::certificate::OracleSettings;
 use cvxnn::data::{read_features, read_gates, read_table, Task};
 use cvxnn::estimator::{
     certify, train, CertifyConfig, CertifyReport, PatternSource, Report, SolverChoice, TrainConfig,
-    TrainedModel, WarmStart,
+    TrainedModel, WarmStart, AUTO_EXACT_PATTERNS,
 };
 use cvxnn::loss::LossKind;
 use cvxnn::network::{GradientSettings, RawNetwork};
@@ -36,8 +36,12 @@ fn pattern_source(p: PatternsArg, max_patterns: usize) -> PatternSource {
     match p {
         PatternsArg::Sample(n) => PatternSource::Sample(n),
         PatternsArg::Exact => PatternSource::Exact { max_patterns },
-        // Train builds the adaptive source itself (it has more settings).
-        PatternsArg::Adaptive => PatternSource::Adaptive { initial: 50 },
+        // Train builds the adaptive and auto sources itself (they have more settings).
+        PatternsArg::Adaptive => PatternSource::Adaptive { initial: 16 },
+        PatternsArg::Auto => PatternSource::Auto {
+            max_exact: AUTO_EXACT_PATTERNS,
+            initial: 16,
+        },
     }
 }
 
@@ -73,11 +77,18 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
         None if a.patterns == PatternsArg::Adaptive => PatternSource::Adaptive {
             initial: a.initial_patterns,
         },
+        None if a.patterns == PatternsArg::Auto => PatternSource::Auto {
+            max_exact: AUTO_EXACT_PATTERNS,
+            initial: a.initial_patterns,
+        },
         None => pattern_source(a.patterns, a.max_patterns),
     };
-    let adaptive = a.patterns == PatternsArg::Adaptive;
+    let adaptive =
+        matches!(a.patterns, PatternsArg::Adaptive | PatternsArg::Auto) && a.gates.is_none();
     if (a.init.is_some() || a.init_network.is_some()) && !adaptive {
-        bail!("invalid argument `init`: --init and --init-network need --patterns adaptive");
+        bail!(
+            "invalid argument `init`: --init and --init-network need --patterns adaptive (or auto)"
+        );
     }
     let init = match (&a.init_network, a.init) {
         (Some(path), _) => Some(WarmStart::Network(

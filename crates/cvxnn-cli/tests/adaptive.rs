@@ -88,3 +88,45 @@ fn warm_starts_need_adaptive_patterns_and_readable_files() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn auto_patterns_are_exact_on_tiny_data_and_adaptive_otherwise() {
+    let dir = TempDir::new("auto");
+    let data = tiny_csv(&dir);
+    // n = 12 rows of rank 3: at most 2 (1 + 11 + 55) = 134 patterns, solved exactly.
+    let r = ok_json(&run(
+        "train --lambda 1e-2 --test-fraction 0 --json -q",
+        &[("--data", &data)],
+    ));
+    assert_eq!(r["certificate"], "global", "{r}");
+    assert!(r.get("column_generation").is_none());
+    // 80 rows of rank 5: far more than 2000 patterns, so column generation.
+    let mut text = String::from("a,b,c,d,y\n");
+    for i in 0..80 {
+        let t = i as f64;
+        let v: Vec<f64> = (0..4)
+            .map(|k| (t * (0.37 + 0.21 * k as f64) + k as f64).sin())
+            .collect();
+        let y = (v[0] + v[1]).max(0.0) - (v[2] - v[3]).max(0.0);
+        text += &format!("{},{},{},{},{y}\n", v[0], v[1], v[2], v[3]);
+    }
+    let wide = dir.join("wide.csv");
+    std::fs::write(&wide, text).expect("write csv");
+    let r = ok_json(&run(
+        "train --lambda 1e-2 --test-fraction 0 --json -q",
+        &[("--data", &wide)],
+    ));
+    assert!(r["column_generation"]["rounds"].is_array(), "{r}");
+    let cert = r["certificate"].as_str().expect("certificate");
+    assert!(
+        cert == "no-violation-found" || cert == "sampled-patterns",
+        "{cert}"
+    );
+    // Gated ReLU keeps sampled gates.
+    let r = ok_json(&run(
+        "train --model gated-relu --lambda 1e-2 --test-fraction 0 --json -q",
+        &[("--data", &wide)],
+    ));
+    assert_eq!(r["certificate"], "sampled-patterns");
+    assert!(r.get("column_generation").is_none());
+}

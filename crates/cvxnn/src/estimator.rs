@@ -44,6 +44,45 @@ pub enum PatternSource {
         /// Sampled patterns to start from.
         initial: usize,
     },
+    /// ReLU: exact patterns when the predicted count is at most `max_exact` (a small program),
+    /// else adaptive ones starting from `initial` (adaptive also whenever a warm start is
+    /// given). Gated ReLU: 500 sampled gates (the oracle prices ReLU patterns only).
+    Auto {
+        /// Largest predicted pattern count solved exactly.
+        max_exact: usize,
+        /// Sampled patterns adaptive ones start from.
+        initial: usize,
+    },
+}
+
+/// [`PatternSource::Auto`]'s exact limit used by the CLI: up to 2000 patterns the exact program
+/// is small (it occurs for a few dozen samples of low rank).
+pub const AUTO_EXACT_PATTERNS: usize = 2000;
+
+/// Sampled gates of [`PatternSource::Auto`] for gated ReLU.
+const AUTO_GATED_SAMPLES: usize = 500;
+
+impl PatternSource {
+    /// The concrete source for `model` on design matrix `x` (resolves [`PatternSource::Auto`]).
+    pub fn resolve(&self, model: ModelKind, x: &Matrix, warm_start: bool) -> PatternSource {
+        match *self {
+            PatternSource::Auto { max_exact, initial } => {
+                if model == ModelKind::GatedRelu {
+                    PatternSource::Sample(AUTO_GATED_SAMPLES)
+                } else if !warm_start
+                    && exact::predicted_count(x.nrows(), exact::numerical_rank(x))
+                        <= max_exact as f64
+                {
+                    PatternSource::Exact {
+                        max_patterns: max_exact,
+                    }
+                } else {
+                    PatternSource::Adaptive { initial }
+                }
+            }
+            ref other => other.clone(),
+        }
+    }
 }
 
 /// Where a warm start comes from (column generation).
@@ -377,13 +416,14 @@ pub fn train(
         cfg.test_fraction,
         cfg.seed,
     )?;
-    if cfg.init.is_some() && !matches!(cfg.patterns, PatternSource::Adaptive { .. }) {
+    let patterns = cfg.patterns.resolve(cfg.model, &data.x, cfg.init.is_some());
+    if cfg.init.is_some() && !matches!(patterns, PatternSource::Adaptive { .. }) {
         return Err(CvxnnError::arg(
             "init",
             "a warm start needs --patterns adaptive (column generation)",
         ));
     }
-    if let PatternSource::Adaptive { initial } = cfg.patterns {
+    if let PatternSource::Adaptive { initial } = patterns {
         if cfg.model != ModelKind::Relu {
             return Err(CvxnnError::arg(
                 "patterns",
@@ -465,13 +505,14 @@ pub fn train(
             decompose,
             start,
             data,
+            &patterns,
             (None, &masks),
             solution,
             Some(cg_report),
         );
     }
-    let (gates, masks) = match &cfg.patterns {
-        PatternSource::Adaptive { .. } => {
+    let (gates, masks) = match &patterns {
+        PatternSource::Adaptive { .. } | PatternSource::Auto { .. } => {
             return Err(CvxnnError::arg(
                 "patterns",
                 "adaptive patterns: internal dispatch",
@@ -504,6 +545,7 @@ pub fn train(
         decompose,
         start,
         data,
+        &patterns,
         (gates.as_ref(), &masks),
         solution,
         None,
@@ -518,6 +560,7 @@ fn finish_training(
     decompose: bool,
     start: std::time::Instant,
     data: TrainingData,
+    patterns: &PatternSource,
     (gates, masks): (Option<&Matrix>, &Masks),
     solution: ProgramSolution,
     column_generation: Option<ColumnGenerationReport>,
@@ -592,7 +635,7 @@ fn finish_training(
             Some(cg) if cg.end == ColumnGenerationEnd::NoViolationFound => {
                 "no-violation-found".into()
             }
-            _ => certificate_name(&cfg.patterns).into(),
+            _ => certificate_name(patterns).into(),
         },
         status: solution.status,
         iterations: solution.iterations,
@@ -1163,10 +1206,10 @@ pub fn certify(
     let balanced_objective = loss.value(&z, &y) + cfg.lambda * balanced_penalty;
 
     let chosen = match &cfg.patterns {
-        PatternSource::Adaptive { .. } => {
+        PatternSource::Adaptive { .. } | PatternSource::Auto { .. } => {
             return Err(CvxnnError::arg(
                 "patterns",
-                "certify takes exact or sampled patterns (adaptive patterns are for train)",
+                "certify takes exact or sampled patterns (adaptive and auto are for train)",
             ))
         }
         PatternSource::Sample(count) => sample_patterns(&x, *count, cfg.seed)?.masks,

@@ -118,22 +118,7 @@ fn config(a: &BaselineArgs) -> Result<BaselineConfig> {
 /// Runs `cvxnn baseline`.
 pub fn run_baseline(a: BaselineArgs) -> Result<()> {
     let cfg = config(&a)?;
-    // Refuse an occupied output directory before any work, so that nothing is overwritten.
-    if let Some(dir) = &a.out {
-        if dir.exists() && !dir.is_dir() {
-            bail!("--out {} exists and is not a directory", dir.display());
-        }
-        if !a.force {
-            for f in cvxnn::estimator::MODEL_FILES {
-                if dir.join(f).exists() {
-                    bail!(
-                        "{} exists; choose another --out directory or pass --force to replace it",
-                        dir.join(f).display()
-                    );
-                }
-            }
-        }
-    }
+    crate::commands::refuse_occupied_out(a.out.as_deref(), a.force)?;
     let table = read_table(&a.data, &a.target)?;
     let (model, report) = train_baseline(&table, &cfg)?;
     if let Some(dir) = &a.out {

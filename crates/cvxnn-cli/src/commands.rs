@@ -32,15 +32,15 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn pattern_source(p: PatternsArg, max_patterns: usize) -> PatternSource {
+/// `initial`: sampled patterns column generation starts from (adaptive and auto).
+fn pattern_source(p: PatternsArg, max_patterns: usize, initial: usize) -> PatternSource {
     match p {
         PatternsArg::Sample(n) => PatternSource::Sample(n),
         PatternsArg::Exact => PatternSource::Exact { max_patterns },
-        // Train builds the adaptive and auto sources itself (they have more settings).
-        PatternsArg::Adaptive => PatternSource::Adaptive { initial: 16 },
+        PatternsArg::Adaptive => PatternSource::Adaptive { initial },
         PatternsArg::Auto => PatternSource::Auto {
             max_exact: AUTO_EXACT_PATTERNS,
-            initial: 16,
+            initial,
         },
     }
 }
@@ -74,14 +74,7 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             let d = n_features + usize::from(!a.no_bias);
             PatternSource::Gates(read_gates(path, d).with_context(|| "reading --gates")?)
         }
-        None if a.patterns == PatternsArg::Adaptive => PatternSource::Adaptive {
-            initial: a.initial_patterns,
-        },
-        None if a.patterns == PatternsArg::Auto => PatternSource::Auto {
-            max_exact: AUTO_EXACT_PATTERNS,
-            initial: a.initial_patterns,
-        },
-        None => pattern_source(a.patterns, a.max_patterns),
+        None => pattern_source(a.patterns, a.max_patterns, a.initial_patterns),
     };
     let adaptive =
         matches!(a.patterns, PatternsArg::Adaptive | PatternsArg::Auto) && a.gates.is_none();
@@ -154,26 +147,31 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
     })
 }
 
+/// Refuses an `--out` directory that is a file or (without `--force`) holds model files, before
+/// any work, so that nothing the user has is overwritten.
+pub(crate) fn refuse_occupied_out(out: Option<&Path>, force: bool) -> Result<()> {
+    let Some(dir) = out else { return Ok(()) };
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {} exists and is not a directory", dir.display());
+    }
+    if !force {
+        for f in cvxnn::estimator::MODEL_FILES {
+            if dir.join(f).exists() {
+                bail!(
+                    "{} exists; choose another --out directory or pass --force to replace it",
+                    dir.join(f).display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_train(a: TrainArgs) -> Result<()> {
     if a.decompose && a.model != ModelArg::GatedRelu {
         bail!("--decompose applies to --model gated-relu only");
     }
-    // Refuse an occupied output directory before any work, so that nothing is overwritten.
-    if let Some(dir) = &a.out {
-        if dir.exists() && !dir.is_dir() {
-            bail!("--out {} exists and is not a directory", dir.display());
-        }
-        if !a.force {
-            for f in cvxnn::estimator::MODEL_FILES {
-                if dir.join(f).exists() {
-                    bail!(
-                        "{} exists; choose another --out directory or pass --force to replace it",
-                        dir.join(f).display()
-                    );
-                }
-            }
-        }
-    }
+    refuse_occupied_out(a.out.as_deref(), a.force)?;
     let table = read_table(&a.data, &a.target)?;
     let cfg = train_config(&a, table.feature_names.len())?;
     let mut progress = SolveProgress::new(a.quiet);
@@ -426,7 +424,8 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
         task: task_arg(a.task),
         loss: loss_arg(a.loss),
         lambda: a.lambda,
-        patterns: pattern_source(a.patterns, a.max_patterns),
+        // Certify refuses adaptive and auto patterns (they are for train).
+        patterns: pattern_source(a.patterns, a.max_patterns, 0),
         standardize: !a.no_standardize,
         bias: !a.no_bias,
         scale_target: !a.no_scale_target,

@@ -485,19 +485,7 @@ pub fn train(
             init_seconds,
             rounds: out.rounds,
         };
-        let s = out.solution;
-        let solution = ProgramSolution {
-            x: s.x,
-            objective: s.objective,
-            dual_bound: s.dual_bound,
-            status: s.status,
-            iterations: s.iterations,
-            violation: s.violation,
-            trace: s.trace,
-            solver: SolverChoice::FirstOrder,
-            conic_status: None,
-            conic_iterations: None,
-        };
+        let solution = ProgramSolution::first_order(out.solution, SolverChoice::FirstOrder);
         let masks = out.masks;
         return finish_training(
             table,
@@ -694,6 +682,22 @@ pub(crate) struct TrainingData {
     pub x: Matrix,
 }
 
+/// Factor regression targets are divided by: their population standard deviation when `scale`
+/// is on (1 for a constant target), else 1; always 1 for classification.
+fn target_scale(task: Task, scale: bool, y: &[f64]) -> f64 {
+    if task != Task::Regression || !scale {
+        return 1.0;
+    }
+    let n = y.len().max(1) as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    if var > 0.0 {
+        var.sqrt()
+    } else {
+        1.0
+    }
+}
+
 /// The preprocessing of [`train`]: task and loss (inferred when `None`), target encoding, the
 /// seeded split, target scaling and standardization fitted on the training rows, design matrix.
 #[allow(clippy::too_many_arguments)]
@@ -722,18 +726,7 @@ pub(crate) fn prepare_training_data(
     let (train_idx, test_idx) = train_test_split(table.features.nrows(), test_fraction, seed)?;
     let x_train_raw = table.features.select_rows(&train_idx);
     let mut y_train: Vec<f64> = train_idx.iter().map(|&i| y_all[i]).collect();
-    let target_scale = if task == Task::Regression && scale_target {
-        let m = y_train.iter().sum::<f64>() / y_train.len().max(1) as f64;
-        let var =
-            y_train.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / y_train.len().max(1) as f64;
-        if var > 0.0 {
-            var.sqrt()
-        } else {
-            1.0
-        }
-    } else {
-        1.0
-    };
+    let target_scale = target_scale(task, scale_target, &y_train);
     y_train.iter_mut().for_each(|v| *v /= target_scale);
     let standardizer = if standardize {
         Standardizer::fit(&x_train_raw)
@@ -799,6 +792,24 @@ pub struct ProgramSolution {
     pub conic_iterations: Option<u32>,
 }
 
+impl ProgramSolution {
+    /// A first-order solver's solution, as produced by `solver`.
+    fn first_order(s: crate::solver::Solution, solver: SolverChoice) -> ProgramSolution {
+        ProgramSolution {
+            x: s.x,
+            objective: s.objective,
+            dual_bound: s.dual_bound,
+            status: s.status,
+            iterations: s.iterations,
+            violation: s.violation,
+            trace: s.trace,
+            solver,
+            conic_status: None,
+            conic_iterations: None,
+        }
+    }
+}
+
 /// Solves the convex program over `masks` with the chosen solver.
 ///
 /// With the conic solver the interior-point solution gives the primal point; the first-order
@@ -820,18 +831,7 @@ pub fn solve_program(
     let solver = choice.resolve(model, x.nrows(), masks.len(), x.ncols());
     if solver != SolverChoice::Conic {
         let s = program.solve(settings, None, progress)?;
-        return Ok(ProgramSolution {
-            x: s.x,
-            objective: s.objective,
-            dual_bound: s.dual_bound,
-            status: s.status,
-            iterations: s.iterations,
-            violation: s.violation,
-            trace: s.trace,
-            solver,
-            conic_status: None,
-            conic_iterations: None,
-        });
+        return Ok(ProgramSolution::first_order(s, solver));
     }
     settings.validate()?;
     let conic = solve_conic(
@@ -1167,18 +1167,7 @@ pub fn certify(
     let (standardizer, bias, target_scale) = match meta {
         Some(m) => (m.standardizer.clone(), m.bias, m.target_scale),
         None => {
-            let scale = if task == Task::Regression && cfg.scale_target {
-                let n = y.len().max(1) as f64;
-                let mean = y.iter().sum::<f64>() / n;
-                let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-                if var > 0.0 {
-                    var.sqrt()
-                } else {
-                    1.0
-                }
-            } else {
-                1.0
-            };
+            let scale = target_scale(task, cfg.scale_target, &y);
             let std = if cfg.standardize {
                 Standardizer::fit(&x_raw)
             } else {

@@ -37,28 +37,6 @@ pub fn dual_bound(
 /// for zero groups whose `||A_i^T theta||` exceeds `lambda`, multipliers on all rows by projected
 /// gradient (a cone projection). Any `mu >= 0` gives a valid bound; exact ones make it tight.
 pub fn relu_kkt_dual_bound(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::Result<f64> {
-    let kkt = relu_kkt_dual(prog, vars)?;
-    Ok(dual_bound(
-        prog.loss(),
-        prog.y(),
-        &kkt.theta,
-        kkt.max_group_norm,
-        prog.lambda(),
-    ))
-}
-
-/// The dual candidate of [`relu_kkt_dual_bound`] before rescaling.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KktDual {
-    /// `theta = grad h(z)` at the point.
-    pub theta: Vec<f64>,
-    /// Largest group dual norm over the program's patterns, after the multipliers.
-    pub max_group_norm: f64,
-}
-
-/// `theta` and its largest group dual norm over the program's patterns (see
-/// [`relu_kkt_dual_bound`]); the column-generation oracle extends the max to missing patterns.
-pub fn relu_kkt_dual(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::Result<KktDual> {
     let (x, y, masks, lambda) = (prog.x(), prog.y(), prog.masks(), prog.lambda());
     let (n, d, p) = (x.nrows(), x.ncols(), masks.len());
     let z = prog.predict(vars)?;
@@ -99,10 +77,7 @@ pub fn relu_kkt_dual(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::Result<
         };
         worst = worst.max(norm);
     }
-    Ok(KktDual {
-        theta,
-        max_group_norm: worst,
-    })
+    Ok(dual_bound(prog.loss(), y, &theta, worst, lambda))
 }
 
 /// Least-squares `mu >= 0` (clamped) with `sum_j mu_j s_j x_j ~ target` over the rows `tight`.

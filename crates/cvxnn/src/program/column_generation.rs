@@ -213,12 +213,9 @@ pub fn solve_column_generation(
         let masks = work.masks();
         TwoLayerProgram::new(x, y, &masks, loss, ModelKind::Relu, lambda)?.objective(v)
     };
-    let warm_objective = match warm {
-        Some(_) => Some(objective_of(&work, &vars)?),
-        None => None,
-    };
     // The best real network so far (the warm network, if any) and its objective.
     let mut best = objective_of(&work, &vars)?;
+    let warm_objective = warm.map(|_| best);
     let mut best_net: Option<Network> = warm.cloned();
 
     let mut rounds = Vec::new();
@@ -226,7 +223,6 @@ pub fn solve_column_generation(
     let mut total_iters = 0usize;
     let mut end = ColumnGenerationEnd::Budget;
     let mut oracle_ratio;
-    let mut last_bound = f64::NEG_INFINITY;
     let threshold = lambda * (1.0 + settings.tol.max(cg.round_tol));
     if let RoundSolver::Gradient {
         epochs,
@@ -239,7 +235,14 @@ pub fn solve_column_generation(
         // with its own pattern, so every iterate is a real network).
         let mut net = best_net.clone().unwrap_or_else(|| empty_network(d));
         for round in 0..cg.max_rounds {
-            let z = net.forward(x)?;
+            // One pass over X gives both the predictions and the neurons' own patterns.
+            let xn = x.matmul(&net.hidden);
+            let mut z = vec![0.0; n];
+            for (j, &a) in net.alpha.iter().enumerate() {
+                for (zi, &v) in z.iter_mut().zip(xn.col(j)) {
+                    *zi += a * v.max(0.0);
+                }
+            }
             let mut theta = vec![0.0; n];
             loss.grad(&z, y, &mut theta);
             let found = search_patterns(
@@ -252,7 +255,6 @@ pub fn solve_column_generation(
                 },
             )?;
             oracle_ratio = found.max_value / lambda;
-            let xn = x.matmul(&net.hidden);
             let own: std::collections::HashSet<Vec<u64>> = (0..net.neurons())
                 .map(|j| {
                     let active: Vec<bool> = xn.col(j).iter().map(|&v| v >= 0.0).collect();
@@ -358,7 +360,6 @@ pub fn solve_column_generation(
         )?;
         multipliers = sol.multipliers.clone();
         total_iters += sol.iterations;
-        last_bound = last_bound.max(sol.dual_bound);
         // The solver's point is a real network once rebuilt (each neuron acts with its own
         // pattern); its true objective decides whether it is the best so far. The solver
         // state itself stays in its slots, so the working set only grows through the oracle.
@@ -370,9 +371,7 @@ pub fn solve_column_generation(
         }
         vars = sol.x;
         let before = work.len();
-        // The oracle at the accepted point, started from its neurons too.
-        let masks = work.masks();
-        let program = TwoLayerProgram::new(x, y, &masks, loss, ModelKind::Relu, lambda)?;
+        // The oracle at the solver's point (same working set), started from its neurons too.
         let z = program.predict(&vars)?;
         let mut theta = vec![0.0; n];
         loss.grad(&z, y, &mut theta);
@@ -486,14 +485,14 @@ pub fn solve_column_generation(
     // theta at the final point; the oracle, started from the final neurons too, searches every
     // pattern (those in the program included), so its maximum scales theta into a dual point
     // that is feasible if the search missed nothing. (The exact per-cone norms of the program's
-    // own patterns, `relu_kkt_dual`, cost seconds on larger sets and add nothing to a heuristic.)
+    // own patterns, as `relu_kkt_dual_bound` computes them, cost seconds on larger sets and add
+    // nothing to a heuristic.)
     let z = program.predict(&solution.x)?;
     let mut theta = vec![0.0; n];
     loss.grad(&z, y, &mut theta);
     let found = search_patterns(x, &theta, Some(&active_columns(&solution.x, d)), &cg.oracle)?;
     oracle_ratio = found.max_value / lambda;
     let searched_bound = dual_bound(loss, y, &theta, found.max_value, lambda);
-    let _ = last_bound;
     if end == ColumnGenerationEnd::NoViolationFound
         && found.max_value > lambda * (1.0 + settings.tol.max(cg.round_tol))
     {

@@ -13,11 +13,11 @@ use cvxnn::estimator::{
 use cvxnn::loss::LossKind;
 use cvxnn::network::{GradientSettings, RawNetwork};
 use cvxnn::program::{ColumnGenerationSettings, ModelKind, RoundSolver};
-use cvxnn::solver::SolverSettings;
+use cvxnn::solver::{Precision, SolverSettings};
 
 use crate::args::{
-    CertifyArgs, Cli, Command, InfoArgs, InitArg, LossArg, ModelArg, PatternsArg, PredictArgs,
-    RoundSolverArg, SolverArg, TaskArg, TrainArgs,
+    CertifyArgs, Cli, Command, InfoArgs, InitArg, LossArg, ModelArg, PatternsArg, PrecisionArg,
+    PredictArgs, RoundSolverArg, SolverArg, TaskArg, TrainArgs,
 };
 use crate::progress::SolveProgress;
 
@@ -119,6 +119,10 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
         solver: SolverSettings {
             tol: a.tol,
             max_iter: a.max_iter,
+            precision: match a.precision {
+                PrecisionArg::F64 => Precision::F64,
+                PrecisionArg::F32 => Precision::F32,
+            },
             ..SolverSettings::default()
         },
         solver_choice: solver_choice(a.solver),

@@ -281,6 +281,9 @@ pub struct Report {
     pub violation: f64,
     /// Requested relative tolerance.
     pub tol: f64,
+    /// Precision of the first-order iterations' products (the gap is always computed in f64).
+    #[serde(default)]
+    pub precision: crate::solver::Precision,
     /// Seed.
     pub seed: u64,
     /// Factor the regression targets were divided by (objectives are in those units).
@@ -636,6 +639,7 @@ fn finish_training(
         task,
         violation: solution.violation,
         tol: cfg.solver.tol,
+        precision: cfg.solver.precision,
         seed: cfg.seed,
         target_scale,
         n_train: train_idx.len(),

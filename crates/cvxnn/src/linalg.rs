@@ -152,14 +152,55 @@ impl Matrix {
     }
 }
 
+/// A column-major `f32` copy of a [`Matrix`]: the data matrix of the single-precision products
+/// (`--precision f32`), which run twice as fast and take half the memory; solvers and
+/// certificates stay in `f64`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix32 {
+    nrows: usize,
+    ncols: usize,
+    data: Vec<f32>,
+}
+
+impl Matrix32 {
+    /// Rounds every entry of `m` to `f32`.
+    pub fn from_f64(m: &Matrix) -> Self {
+        Matrix32 {
+            nrows: m.nrows,
+            ncols: m.ncols,
+            data: m.data.iter().map(|&v| v as f32).collect(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn nrows(&self) -> usize {
+        self.nrows
+    }
+
+    /// Number of columns.
+    pub fn ncols(&self) -> usize {
+        self.ncols
+    }
+
+    /// A faer view.
+    pub fn as_ref(&self) -> MatRef<'_, f32> {
+        MatRef::from_column_major_slice(&self.data, self.nrows, self.ncols)
+    }
+}
+
+/// Floating-point type of the dense products: `f64`, or `f32` for the single-precision phase.
+pub trait Real: faer::traits::ComplexField + Copy {}
+impl Real for f64 {}
+impl Real for f32 {}
+
 /// `dst = alpha * lhs * rhs` (or `+=` with [`Accum::Add`]), single-threaded: callers parallelize
 /// over row panels themselves so that results do not depend on the thread count.
-pub fn gemm(
-    dst: MatMut<'_, f64>,
+pub fn gemm<T: Real>(
+    dst: MatMut<'_, T>,
     accum: Accum,
-    lhs: MatRef<'_, f64>,
-    rhs: MatRef<'_, f64>,
-    alpha: f64,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: T,
 ) {
     matmul(dst, accum, lhs, rhs, alpha, Par::Seq);
 }

@@ -471,6 +471,7 @@ pub fn solve_column_generation(
             seconds: 0.0,
             trace: fin.trace,
             multipliers: None,
+            step: None,
         }
     };
     solution.violation = program.violation(&solution.x)?;

@@ -4,20 +4,24 @@
 use super::polish::polish;
 use super::ModelKind;
 use crate::error::{CvxnnError, Result};
-use crate::linalg::Matrix;
+use crate::linalg::{Matrix, Matrix32};
 use crate::loss::LossKind;
 use crate::operator::{ArrangementOperator, Layout, LinearMap};
 use crate::patterns::Masks;
 use crate::penalty::GroupL2;
 use crate::solver::augmented_lagrangian::solve_cone_constrained;
-use crate::solver::fista::{solve_group_lasso, LossImage};
+use crate::solver::fista::{solve_group_lasso, GroupLassoStart, LossImage};
 
 /// Largest relative constraint violation a polished point may keep (rounding on its face).
 const POLISH_FEASIBILITY: f64 = 1e-12;
 /// Extra active-set rounds of the polish.
 const POLISH_ROUNDS: usize = 8;
 use crate::certificate::relu_kkt_dual_bound;
-use crate::solver::{Multipliers, Progress, Solution, SolverSettings, Status};
+use crate::solver::{Multipliers, Precision, Progress, Solution, SolverSettings, Status};
+
+/// Loosest tolerance the single-precision phase aims for: its rounding floor in the gap is near
+/// `1e-7` relative, so it stops at `max(tol, F32_TOL)` and double precision does the rest.
+const F32_TOL: f64 = 1e-6;
 
 /// `min (1/n) sum_j loss((sum_i D_i X u_i)_j, y_j) + lambda sum_i ||u_i||`, plus, for
 /// [`ModelKind::Relu`], `u_i = v_i - w_i` with `(2 D_i - I) X v_i >= 0`, `(2 D_i - I) X w_i >= 0`.
@@ -212,34 +216,121 @@ impl<'a> TwoLayerProgram<'a> {
                 &zero
             }
         };
-        let penalty = self.penalty();
-        Ok(match self.model {
-            ModelKind::GatedRelu => solve_group_lasso(
-                &self.prediction_operator(),
-                self.loss,
-                self.y,
-                &penalty,
-                x0,
+        Ok(match settings.precision {
+            Precision::F64 => self.solve_in(
+                None,
                 settings,
+                x0,
+                multipliers,
+                GroupLassoStart::default(),
                 progress,
             ),
-            ModelKind::Relu => self.solve_relu(settings, x0, multipliers, progress),
+            Precision::F32 => self.solve_mixed(settings, x0, multipliers, progress),
         })
     }
 
-    /// Augmented Lagrangian whose outer steps try a Newton polish on the face they found, with
-    /// the KKT dual bound there: the solve ends as soon as a polished point certifies `tol`.
-    fn solve_relu(
+    /// Single-precision iterations until they stop paying, then double precision from there:
+    /// the returned objective, gap and certificate come from the `f64` phase only.
+    fn solve_mixed(
         &self,
         settings: &SolverSettings,
         x0: &[f64],
         multipliers: Option<&Multipliers>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Solution {
-        let map = ArrangementOperator::new(self.x, self.masks, Layout::ReluConstrained);
+        let start = std::time::Instant::now();
+        let x32 = Matrix32::from_f64(self.x);
+        // Half of the iteration budget at most, in case rounding keeps it from the tolerance.
+        let first = self.solve_in(
+            Some(&x32),
+            &SolverSettings {
+                tol: settings.tol.max(F32_TOL),
+                max_iter: (settings.max_iter / 2).max(1),
+                ..settings.clone()
+            },
+            x0,
+            multipliers,
+            GroupLassoStart::default(),
+            progress,
+        );
+        drop(x32);
+        let offset = first.iterations;
+        let mut second = self.solve_in(
+            None,
+            &SolverSettings {
+                max_iter: settings.max_iter.saturating_sub(offset).max(1),
+                ..settings.clone()
+            },
+            &first.x,
+            first.multipliers.as_ref(),
+            GroupLassoStart { step: first.step },
+            &mut |p: &Progress| {
+                progress(&Progress {
+                    iteration: p.iteration + offset,
+                    ..*p
+                })
+            },
+        );
+        second.iterations += offset;
+        second.seconds = start.elapsed().as_secs_f64();
+        let mut trace = first.trace;
+        trace.extend(second.trace.iter().map(|p| Progress {
+            iteration: p.iteration + offset,
+            ..*p
+        }));
+        second.trace = trace;
+        second
+    }
+
+    /// One solve with the products in `f64`, or in `f32` on `x32` (a copy of this program's
+    /// data).
+    fn solve_in(
+        &self,
+        x32: Option<&Matrix32>,
+        settings: &SolverSettings,
+        x0: &[f64],
+        multipliers: Option<&Multipliers>,
+        begin: GroupLassoStart,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Solution {
+        let operator = |layout| match x32 {
+            Some(x32) => ArrangementOperator::new_f32(x32, self.masks, layout),
+            None => ArrangementOperator::new(self.x, self.masks, layout),
+        };
+        match self.model {
+            ModelKind::GatedRelu => solve_group_lasso(
+                &operator(Layout::Gated),
+                self.loss,
+                self.y,
+                &self.penalty(),
+                x0,
+                settings,
+                begin,
+                progress,
+            ),
+            ModelKind::Relu => self.solve_relu(
+                &operator(Layout::ReluConstrained),
+                settings,
+                x0,
+                multipliers,
+                progress,
+            ),
+        }
+    }
+
+    /// Augmented Lagrangian whose outer steps try a Newton polish on the face they found, with
+    /// the KKT dual bound there: the solve ends as soon as a polished point certifies `tol`.
+    fn solve_relu(
+        &self,
+        map: &ArrangementOperator<'_>,
+        settings: &SolverSettings,
+        x0: &[f64],
+        multipliers: Option<&Multipliers>,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Solution {
         let hook = |x: &[f64]| self.polish_and_certify(x);
         solve_cone_constrained(
-            &map,
+            map,
             LossImage {
                 loss: self.loss,
                 y: self.y,
@@ -302,6 +393,7 @@ impl<'a> TwoLayerProgram<'a> {
             seconds: 0.0,
             trace: Vec::new(),
             multipliers: None,
+            step: None,
         })
     }
 }

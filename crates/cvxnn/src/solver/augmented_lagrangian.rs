@@ -251,5 +251,6 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         seconds: start.elapsed().as_secs_f64(),
         trace,
         multipliers: Some(Multipliers { gamma, rho }),
+        step: Some(step),
     }
 }

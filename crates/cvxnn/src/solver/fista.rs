@@ -214,9 +214,18 @@ pub fn initial_step<M: LinearMap + ?Sized>(map: &M, curvature: f64) -> f64 {
     }
 }
 
+/// How a group-lasso solve starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GroupLassoStart {
+    /// First step size (a previous solve's [`Solution::step`]); estimated from `||K||^2` by
+    /// power iteration (20 products with `K` and `K^T`) when `None`.
+    pub step: Option<f64>,
+}
+
 /// Solves the group lasso `min h(K x) + penalty(x)` to a relative duality gap below
 /// `settings.tol`, with the dual point `theta = grad h(K y)` rescaled into feasibility at every
 /// iteration (so the bound is valid whenever the run stops).
+#[allow(clippy::too_many_arguments)]
 pub fn solve_group_lasso<M: LinearMap + ?Sized>(
     map: &M,
     loss: LossKind,
@@ -224,11 +233,15 @@ pub fn solve_group_lasso<M: LinearMap + ?Sized>(
     penalty: &GroupL2,
     x0: &[f64],
     settings: &SolverSettings,
+    begin: GroupLassoStart,
     progress: &mut dyn FnMut(&Progress),
 ) -> Solution {
     let start = std::time::Instant::now();
     let phi = LossImage { loss, y };
-    let step0 = initial_step(map, loss.curvature(y.len()));
+    let step0 = begin
+        .step
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or_else(|| initial_step(map, loss.curvature(y.len())));
     let mut best_dual = f64::NEG_INFINITY;
     let mut trace = Vec::new();
     let mut last = Progress {
@@ -293,5 +306,6 @@ pub fn solve_group_lasso<M: LinearMap + ?Sized>(
         seconds: start.elapsed().as_secs_f64(),
         trace,
         multipliers: None,
+        step: Some(out.step),
     }
 }

@@ -105,12 +105,12 @@ def describe(group, name, n, d, p):
     if m:
         k = int(m.group(2))
         return f"n={n} d={d} k={k}", 2 * n * d * k, [f"gemm_{m.group(1)}_k{k}"], "256-row panels"
-    m = re.match(r"^(apply|adjoint)_(gated|relu|relu_constrained)(_2t)?$", name)
+    m = re.match(r"^(apply|adjoint)_(gated|relu|relu_constrained)(_2t|_f32)?$", name)
     if m:
         k = p if m.group(2) == "gated" else 2 * p
         ref = f"gemm_xv_k{k}" if m.group(1) == "apply" else f"gemm_xtr_k{k}"
-        note = "2 threads (vs 1-thread GEMM)" if m.group(3) else ""
-        return f"n={n} d={d} k={k}", 2 * n * d * k, [ref], note
+        note = {"_2t": "2 threads (vs 1-thread GEMM)", "_f32": "f32 products (vs f64 GEMM)"}
+        return f"n={n} d={d} k={k}", 2 * n * d * k, [ref], note.get(m.group(3), "")
     m = re.match(r"^(prox|dual_norm)_k(\d+)$", name)
     if m:
         k = int(m.group(2))

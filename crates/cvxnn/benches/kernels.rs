@@ -18,6 +18,8 @@
 //!   pass (and, for `relu_constrained`, the `n x 2P` constraint values), so the ratio to that GEMM
 //!   is the overhead of everything but the GEMM. `_2t` variants run in a 2-thread pool (the
 //!   operator splits row panels over rayon); all others run in a 1-thread pool.
+//! - `apply_{gated,relu}_f32`, `adjoint_{gated,relu}_f32`: the same with single-precision
+//!   products (`--precision f32`), against the f64 GEMM.
 //! - `prox_k{2P}` (`GroupL2::prox`) and `dual_norm_k{2P}` (`GroupL2::dual_norm`) on a `d x 2P`
 //!   variable: O(dP) work, expected to be negligible next to the O(ndP) GEMMs.
 //! - `violation_via_program`: `TwoLayerProgram::violation` (ReLU), the public entry that
@@ -55,7 +57,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
-use cvxnn::linalg::{gemm, Matrix};
+use cvxnn::linalg::{gemm, Matrix, Matrix32};
 use cvxnn::loss::LossKind;
 use cvxnn::operator::{ArrangementOperator, Layout, LinearMap};
 use cvxnn::patterns::{exact::enumerate, sample_patterns};
@@ -302,6 +304,24 @@ fn shape_group(c: &mut Criterion, n: usize, d: usize, p: usize) {
                 black_box(g[0]);
             });
         }
+    }
+
+    // The single-precision operator (`--precision f32`), gated and relu, 1 thread.
+    let x32 = Matrix32::from_f64(&x);
+    for (layout, name) in [(Layout::Gated, "gated"), (Layout::Relu, "relu")] {
+        let op = ArrangementOperator::new_f32(&x32, &masks, layout);
+        let v = gaussian(op.n_vars(), seed + 5);
+        let r = gaussian(op.image_len(), seed + 6);
+        let mut img = vec![0.0; op.image_len()];
+        let mut g = vec![0.0; op.n_vars()];
+        bench_in(&mut group, format!("apply_{name}_f32"), &one, 1, || {
+            op.apply(black_box(&v), &mut img);
+            black_box(img[0]);
+        });
+        bench_in(&mut group, format!("adjoint_{name}_f32"), &one, 1, || {
+            op.adjoint(black_box(&r), &mut g);
+            black_box(g[0]);
+        });
     }
 
     // Penalty: prox and dual norm on d x 2P. lambda * step = sqrt(d) puts about half the groups

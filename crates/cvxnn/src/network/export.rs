@@ -10,9 +10,12 @@ use std::path::Path;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use super::Network;
+use faer::Accum;
+use rayon::prelude::*;
+
+use super::{Network, FORWARD_BLOCK};
 use crate::error::{CvxnnError, Result};
-use crate::linalg::Matrix;
+use crate::linalg::{gemm, Matrix};
 
 /// Tensor names used in model files.
 pub struct TorchNames;
@@ -149,24 +152,33 @@ impl RawNetwork {
                 raw.ncols()
             )));
         }
-        let n = raw.nrows();
-        let mut out = vec![0.0; n];
-        for (i, o) in out.iter_mut().enumerate() {
-            let x = raw.row(i);
-            for j in 0..self.neurons() {
-                let pre: f64 =
-                    self.b1[j] + (0..x.len()).map(|k| self.w1.get(j, k) * x[k]).sum::<f64>();
-                let on = match &self.gates {
-                    Some((gw, gb)) => {
-                        gb[j] + (0..x.len()).map(|k| gw.get(j, k) * x[k]).sum::<f64>() >= 0.0
+        // Row blocks through GEMM, as `Network::forward`: no n x m array is held.
+        let m = self.neurons();
+        let mut out = vec![0.0; raw.nrows()];
+        out.par_chunks_mut(FORWARD_BLOCK)
+            .enumerate()
+            .for_each(|(bi, ob)| {
+                let b = ob.len();
+                let xb = raw.as_ref().subrows(bi * FORWARD_BLOCK, b);
+                let layer = |w: &Matrix, bias: &[f64]| {
+                    let mut pre = Matrix::zeros(b, m);
+                    gemm(pre.as_mut(), Accum::Replace, xb, w.as_ref().transpose(), 1.0);
+                    for (j, &bj) in bias.iter().enumerate() {
+                        pre.col_mut(j).iter_mut().for_each(|v| *v += bj);
                     }
-                    None => pre >= 0.0,
+                    pre
                 };
-                if on {
-                    *o += self.w2[j] * pre;
+                let pre = layer(&self.w1, &self.b1);
+                let gate = self.gates.as_ref().map(|(gw, gb)| layer(gw, gb));
+                for (j, &a) in self.w2.iter().enumerate() {
+                    let on = gate.as_ref().map_or(pre.col(j), |g| g.col(j));
+                    for ((o, &v), &s) in ob.iter_mut().zip(pre.col(j)).zip(on) {
+                        if s >= 0.0 {
+                            *o += a * v;
+                        }
+                    }
                 }
-            }
-        }
+            });
         Ok(out)
     }
 

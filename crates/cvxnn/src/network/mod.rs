@@ -13,10 +13,16 @@ pub use gradient::{
     NetworkGradient, Optimizer,
 };
 
+use faer::Accum;
+use rayon::prelude::*;
+
 use crate::error::{CvxnnError, Result};
-use crate::linalg::Matrix;
+use crate::linalg::{gemm, Matrix};
 use crate::loss::LossKind;
 use crate::program::ModelKind;
+
+/// Rows per block of [`Network::forward`].
+const FORWARD_BLOCK: usize = 2048;
 
 /// `f(x) = sum_j alpha_j act_j(x)` on the design matrix (preprocessed features, bias column
 /// included), with `act_j(x) = (x^T u_j)_+` (ReLU) or `1[x^T g_j >= 0] x^T u_j` (gated ReLU).
@@ -110,26 +116,42 @@ impl Network {
                 x.ncols()
             )));
         }
-        let pre = x.matmul(&self.hidden);
-        let gate_pre = self.gates.as_ref().map(|g| x.matmul(g));
+        // Row blocks: the n x m hidden activations are never held whole (at n = 1e6 they
+        // would be gigabytes); each output entry is computed within one block, so the result
+        // does not depend on the thread count.
+        let m = self.neurons();
         let mut out = vec![0.0; x.nrows()];
-        for (j, &a) in self.alpha.iter().enumerate() {
-            let col = pre.col(j);
-            match &gate_pre {
-                None => {
-                    for (o, &v) in out.iter_mut().zip(col) {
-                        *o += a * v.max(0.0);
-                    }
-                }
-                Some(gp) => {
-                    for ((o, &v), &g) in out.iter_mut().zip(col).zip(gp.col(j)) {
-                        if g >= 0.0 {
-                            *o += a * v;
+        out.par_chunks_mut(FORWARD_BLOCK)
+            .enumerate()
+            .for_each(|(bi, ob)| {
+                let r0 = bi * FORWARD_BLOCK;
+                let b = ob.len();
+                let xb = x.as_ref().subrows(r0, b);
+                let mut pre = Matrix::zeros(b, m);
+                gemm(pre.as_mut(), Accum::Replace, xb, self.hidden.as_ref(), 1.0);
+                let gate_pre = self.gates.as_ref().map(|g| {
+                    let mut gp = Matrix::zeros(b, m);
+                    gemm(gp.as_mut(), Accum::Replace, xb, g.as_ref(), 1.0);
+                    gp
+                });
+                for (j, &a) in self.alpha.iter().enumerate() {
+                    let col = pre.col(j);
+                    match &gate_pre {
+                        None => {
+                            for (o, &v) in ob.iter_mut().zip(col) {
+                                *o += a * v.max(0.0);
+                            }
+                        }
+                        Some(gp) => {
+                            for ((o, &v), &g) in ob.iter_mut().zip(col).zip(gp.col(j)) {
+                                if g >= 0.0 {
+                                    *o += a * v;
+                                }
+                            }
                         }
                     }
                 }
-            }
-        }
+            });
         Ok(out)
     }
 

@@ -19,8 +19,9 @@ const POLISH_ROUNDS: usize = 8;
 use crate::certificate::relu_kkt_dual_bound;
 use crate::solver::{Multipliers, Precision, Progress, Solution, SolverSettings, Status};
 
-/// Loosest tolerance the single-precision phase aims for: its rounding floor in the gap is near
-/// `1e-7` relative, so it stops at `max(tol, F32_TOL)` and double precision does the rest.
+/// Tightest gap the single-precision phase aims for. It also ends when its line search fails
+/// (function values closer than `f32` rounding) or at half the iteration budget; double
+/// precision then goes on to `tol` and computes the certificate.
 const F32_TOL: f64 = 1e-6;
 
 /// `min (1/n) sum_j loss((sum_i D_i X u_i)_j, y_j) + lambda sum_i ||u_i||`, plus, for

@@ -45,8 +45,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut prev: Option<(Vec<f64>, Option<f64>)> = None;
     let mut totals = [0.0f64; 6];
     for &lambda in &lambdas {
-        let program =
-            TwoLayerProgram::new(&x, &y, &masks, LossKind::Squared, ModelKind::GatedRelu, lambda)?;
+        let program = TwoLayerProgram::new(
+            &x,
+            &y,
+            &masks,
+            LossKind::Squared,
+            ModelKind::GatedRelu,
+            lambda,
+        )?;
         let op = program.prediction_operator();
         let zero = vec![0.0; program.n_vars()];
         let run = |x0: &[f64], begin: GroupLassoStart| {
@@ -60,13 +66,18 @@ fn main() -> Result<(), Box<dyn Error>> {
                 begin,
                 &mut |_| {},
             );
-            (s.iterations, s.seconds, s.x, s.step, s.relative_gap())
+            let gap = s.relative_gap();
+            (s.iterations, s.seconds, s.x, s.step, gap)
         };
         let cold = run(&zero, GroupLassoStart::default());
         let (x0, step) = prev.clone().unwrap_or((zero.clone(), None));
         let warm = run(&x0, GroupLassoStart::default());
         let warm_step = run(&x0, GroupLassoStart { step });
-        for (g, label) in [(cold.4, "cold"), (warm.4, "warm"), (warm_step.4, "warm+step")] {
+        for (g, label) in [
+            (cold.4, "cold"),
+            (warm.4, "warm"),
+            (warm_step.4, "warm+step"),
+        ] {
             if g > settings.tol {
                 eprintln!("lambda {lambda:e}: {label} stopped at gap {g:.2e}");
             }

@@ -162,7 +162,13 @@ impl RawNetwork {
                 let xb = raw.as_ref().subrows(bi * FORWARD_BLOCK, b);
                 let layer = |w: &Matrix, bias: &[f64]| {
                     let mut pre = Matrix::zeros(b, m);
-                    gemm(pre.as_mut(), Accum::Replace, xb, w.as_ref().transpose(), 1.0);
+                    gemm(
+                        pre.as_mut(),
+                        Accum::Replace,
+                        xb,
+                        w.as_ref().transpose(),
+                        1.0,
+                    );
                     for (j, &bj) in bias.iter().enumerate() {
                         pre.col_mut(j).iter_mut().for_each(|v| *v += bj);
                     }

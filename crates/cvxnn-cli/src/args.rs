@@ -96,8 +96,8 @@ pub enum SolverArg {
 pub enum PrecisionArg {
     /// Double precision throughout.
     F64,
-    /// Single-precision products (about 2x faster) until the gap stalls at their rounding
-    /// floor, then double precision to --tol; the reported gap is always computed in f64.
+    /// Gated ReLU only: single-precision products until rounding stops the line search, then
+    /// double precision to --tol; the reported gap is always computed in f64.
     F32,
 }
 

@@ -542,6 +542,27 @@ fn lambda_must_be_positive_and_finite() {
 }
 
 #[test]
+fn single_precision_is_for_gated_relu_only() {
+    let tmp = TempDir::new("precision");
+    let p = tmp.write("d.csv", &regression_csv(40));
+    train_fails(
+        &p,
+        "--model relu --precision f32",
+        &[],
+        &["precision", "gated-relu"],
+    );
+    train_fails(&p, "--precision f16", &[], &["precision"]);
+    let out = tmp.join("gated");
+    let o = run(
+        "train --quiet --json --model gated-relu --patterns 20 --precision f32 --lambda 1e-2",
+        &[("--data", p.as_path()), ("--out", out.as_path())],
+    );
+    let report = parse_json(&ok(&o));
+    assert_eq!(text(&report, "precision"), "f32");
+    assert_eq!(text(&report, "status"), "converged");
+}
+
+#[test]
 fn negative_exponent_values_are_parsed() {
     let tmp = TempDir::new("lambda-exp");
     let p = tmp.write("d.csv", &regression_csv(20));

@@ -403,6 +403,12 @@ pub fn train(
         ));
     }
     cfg.solver.validate()?;
+    if cfg.solver.precision == crate::solver::Precision::F32 && cfg.model == ModelKind::Relu {
+        return Err(CvxnnError::arg(
+            "precision",
+            "f32 applies to --model gated-relu (R-FISTA); the ReLU program's augmented Lagrangian runs in f64",
+        ));
+    }
     if cfg.model == ModelKind::GatedRelu && matches!(cfg.patterns, PatternSource::Exact { .. }) {
         return Err(CvxnnError::arg(
             "patterns",

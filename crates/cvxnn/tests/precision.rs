@@ -1,5 +1,6 @@
 //! `Precision::F32`: single-precision iterations finished in double precision reach the same
 //! optimum as an all-`f64` solve, and their certificate is an `f64` one (a valid lower bound).
+//! The ReLU program (augmented Lagrangian) refuses it.
 
 mod common;
 
@@ -26,11 +27,31 @@ fn solve(model: ModelKind, loss: LossKind, precision: Precision) -> (Solution, f
 }
 
 #[test]
+fn single_precision_is_refused_for_the_relu_program() {
+    let (x, y) = problem(50, 3, LossKind::Squared, 1);
+    let patterns = sample_patterns(&x, 5, 0).unwrap();
+    let program = TwoLayerProgram::new(
+        &x,
+        &y,
+        &patterns.masks,
+        LossKind::Squared,
+        ModelKind::Relu,
+        1e-2,
+    )
+    .unwrap();
+    let settings = SolverSettings {
+        precision: Precision::F32,
+        ..SolverSettings::default()
+    };
+    let err = program.solve(&settings, None, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("precision"), "{err}");
+}
+
+#[test]
 fn single_precision_reaches_the_double_precision_optimum() {
     for (model, loss) in [
         (ModelKind::GatedRelu, LossKind::Squared),
         (ModelKind::GatedRelu, LossKind::Logistic),
-        (ModelKind::Relu, LossKind::Squared),
     ] {
         let (s64, _) = solve(model, loss, Precision::F64);
         let (s32, obj32) = solve(model, loss, Precision::F32);

@@ -217,6 +217,12 @@ impl<'a> TwoLayerProgram<'a> {
                 &zero
             }
         };
+        if settings.precision == Precision::F32 && self.model == ModelKind::Relu {
+            return Err(CvxnnError::arg(
+                "precision",
+                "f32 applies to --model gated-relu (R-FISTA); the ReLU program's augmented Lagrangian runs in f64",
+            ));
+        }
         Ok(match settings.precision {
             Precision::F64 => self.solve_in(
                 None,

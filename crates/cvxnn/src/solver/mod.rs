@@ -51,7 +51,8 @@ pub struct SolverSettings {
     pub rho_init: f64,
     /// Precision of the dense products. [`Precision::F32`] runs the iterations on an `f32` copy
     /// of the data and finishes in `f64`, so the reported objective, gap and certificate are
-    /// always computed in `f64`. Default [`Precision::F64`].
+    /// always computed in `f64`. Gated ReLU only (the ReLU program refuses it). Default
+    /// [`Precision::F64`].
     #[serde(default)]
     pub precision: Precision,
 }
@@ -63,8 +64,8 @@ pub enum Precision {
     /// Everything in `f64`.
     #[default]
     F64,
-    /// Products in `f32` (twice the GEMM rate, half the memory of the data copy) until the gap
-    /// stops improving at single precision, then `f64` to the tolerance.
+    /// Products in `f32` (a faster GEMM on an extra half-size copy of the data) until the gap
+    /// reaches `max(tol, 1e-6)` or rounding stops the line search, then `f64` to the tolerance.
     F32,
 }
 

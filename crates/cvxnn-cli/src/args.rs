@@ -83,7 +83,7 @@ pub enum InitArg {
 /// Which solver runs the convex program.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SolverArg {
-    /// Conic for small ReLU programs (samples x patterns x columns <= 2e5), first-order otherwise.
+    /// Conic for small ReLU programs (samples x patterns x features <= 2e4), first-order otherwise.
     Auto,
     /// R-FISTA / augmented Lagrangian.
     FirstOrder,

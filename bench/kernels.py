@@ -121,9 +121,9 @@ def describe(group, name, n, d, p):
     if name == "al_penalty_grad_replica":
         k = 2 * p
         return f"{n}x{k} elementwise", None, [f"gemm_xv_k{k}"], "vs; copy of the private AL pass"
-    if name == "al_relative_violation_replica":
+    if name == "al_relative_violation":
         k = 2 * p
-        return f"{n}x{k} elementwise", None, [f"gemm_xv_k{k}"], "vs; copy of the private AL pass"
+        return f"{n}x{k} elementwise", None, [f"gemm_xv_k{k}"], "vs; the AL monitor's pass"
     if name == "fista_iter_gated":
         return f"n={n} d={d} k={p}", 4 * n * d * p, [f"gemm_xv_k{p}", f"gemm_xtr_k{p}"], "per iteration"
     return f"n={n} d={d} P={p}", None, [], ""

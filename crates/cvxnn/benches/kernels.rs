@@ -31,7 +31,7 @@
 //!   `solver/augmented_lagrangian.rs`, private, so copied here line for line): value
 //!   `sum ((gamma - rho c)_+)^2` and gradient `-(gamma - rho c)_+` over `n x 2P` entries. The
 //!   multiplier update (`gamma <- -grad`) is a pass of the same length.
-//! - `al_relative_violation_replica`: `relative_violation` of the same file (private, copied),
+//! - `al_relative_violation`: `cvxnn::solver::augmented_lagrangian::relative_violation`,
 //!   which the AL monitor runs on the `n x 2P` constraint values at every iteration: two running
 //!   maxima over one pass.
 //! - `fista_iter_gated`: `cvxnn::solver::fista::fista` on the gated program, squared loss, given
@@ -63,6 +63,7 @@ use cvxnn::operator::{ArrangementOperator, Layout, LinearMap};
 use cvxnn::patterns::{exact::enumerate, sample_patterns};
 use cvxnn::penalty::GroupL2;
 use cvxnn::program::{ModelKind, TwoLayerProgram};
+use cvxnn::solver::augmented_lagrangian::relative_violation;
 use cvxnn::solver::fista::{fista, Control, LossImage};
 use faer::{Accum, MatMut, MatRef};
 use rand::SeedableRng;
@@ -180,21 +181,6 @@ fn al_penalty_grad(c: &[f64], gamma: &[f64], rho: f64, grad: &mut [f64]) -> f64 
         *g = -v;
     }
     pen / (2.0 * rho)
-}
-
-/// `relative_violation` (solver/augmented_lagrangian.rs), copied: run by the AL monitor on the
-/// constraint values at every iteration.
-fn relative_violation(c: &[f64]) -> f64 {
-    let (mut worst, mut scale) = (0.0f64, 0.0f64);
-    for &v in c {
-        worst = worst.max(-v);
-        scale = scale.max(v.abs());
-    }
-    if scale > 0.0 {
-        worst / scale
-    } else {
-        0.0
-    }
 }
 
 const FISTA_ITERS: usize = 10;
@@ -354,7 +340,7 @@ fn shape_group(c: &mut Criterion, n: usize, d: usize, p: usize) {
     bench_in(&mut group, "al_penalty_grad_replica", &one, 1, || {
         black_box(al_penalty_grad(black_box(&c), &gamma, 0.1, &mut grad));
     });
-    bench_in(&mut group, "al_relative_violation_replica", &one, 1, || {
+    bench_in(&mut group, "al_relative_violation", &one, 1, || {
         black_box(relative_violation(black_box(&c)));
     });
 

@@ -13,6 +13,7 @@ use std::error::Error;
 use std::path::Path;
 
 use cvxnn::data::{add_bias, encode_target, read_table, Standardizer, Task};
+use cvxnn::estimator::target_scale;
 use cvxnn::loss::LossKind;
 use cvxnn::patterns::sample_patterns;
 use cvxnn::program::{ModelKind, TwoLayerProgram};
@@ -33,10 +34,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let loss = match task {
         Task::Binary => LossKind::Logistic,
         Task::Regression => {
-            let n = y.len() as f64;
-            let mean = y.iter().sum::<f64>() / n;
-            let sd = (y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
-            y.iter_mut().for_each(|v| *v /= sd.max(1e-300));
+            let scale = target_scale(task, true, &y);
+            y.iter_mut().for_each(|v| *v /= scale);
             LossKind::Squared
         }
     };

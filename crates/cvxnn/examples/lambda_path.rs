@@ -13,11 +13,12 @@
 use std::error::Error;
 use std::path::Path;
 
-use cvxnn::data::{add_bias, read_table, Standardizer};
+use cvxnn::data::{add_bias, read_table, Standardizer, Task};
+use cvxnn::estimator::target_scale;
 use cvxnn::loss::LossKind;
 use cvxnn::patterns::sample_patterns;
 use cvxnn::program::{ModelKind, TwoLayerProgram};
-use cvxnn::solver::fista::{solve_group_lasso, GroupLassoStart};
+use cvxnn::solver::fista::solve_group_lasso;
 use cvxnn::solver::SolverSettings;
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -29,11 +30,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let patterns: usize = args[2].parse()?;
     let (hi, lo): (f64, f64) = (args[3].parse()?, args[4].parse()?);
     let points: usize = args[5].parse::<usize>()?.max(2);
-    let mut y = table.target.clone();
-    let n = y.len() as f64;
-    let mean = y.iter().sum::<f64>() / n;
-    let sd = (y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
-    y.iter_mut().for_each(|v| *v /= sd.max(1e-300));
+    let scale = target_scale(Task::Regression, true, &table.target);
+    let y: Vec<f64> = table.target.iter().map(|v| v / scale).collect();
     let x = add_bias(&Standardizer::fit(&table.features).transform(&table.features)?);
     let masks = sample_patterns(&x, patterns, 0)?.masks;
     let settings = SolverSettings::default();
@@ -55,7 +53,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         )?;
         let op = program.prediction_operator();
         let zero = vec![0.0; program.n_vars()];
-        let run = |x0: &[f64], begin: GroupLassoStart| {
+        let run = |x0: &[f64], step0: Option<f64>| {
             let s = solve_group_lasso(
                 &op,
                 LossKind::Squared,
@@ -63,16 +61,16 @@ fn main() -> Result<(), Box<dyn Error>> {
                 &program.penalty(),
                 x0,
                 &settings,
-                begin,
+                step0,
                 &mut |_| {},
             );
             let gap = s.relative_gap();
             (s.iterations, s.seconds, s.x, s.step, gap)
         };
-        let cold = run(&zero, GroupLassoStart::default());
+        let cold = run(&zero, None);
         let (x0, step) = prev.clone().unwrap_or((zero.clone(), None));
-        let warm = run(&x0, GroupLassoStart::default());
-        let warm_step = run(&x0, GroupLassoStart { step });
+        let warm = run(&x0, None);
+        let warm_step = run(&x0, step);
         for (g, label) in [
             (cold.4, "cold"),
             (warm.4, "warm"),

@@ -403,12 +403,7 @@ pub fn train(
         ));
     }
     cfg.solver.validate()?;
-    if cfg.solver.precision == crate::solver::Precision::F32 && cfg.model == ModelKind::Relu {
-        return Err(CvxnnError::arg(
-            "precision",
-            "f32 applies to --model gated-relu (R-FISTA); the ReLU program's augmented Lagrangian runs in f64",
-        ));
-    }
+    cfg.model.check_precision(cfg.solver.precision)?;
     if cfg.model == ModelKind::GatedRelu && matches!(cfg.patterns, PatternSource::Exact { .. }) {
         return Err(CvxnnError::arg(
             "patterns",
@@ -694,7 +689,7 @@ pub(crate) struct TrainingData {
 
 /// Factor regression targets are divided by: their population standard deviation when `scale`
 /// is on (1 for a constant target), else 1; always 1 for classification.
-fn target_scale(task: Task, scale: bool, y: &[f64]) -> f64 {
+pub fn target_scale(task: Task, scale: bool, y: &[f64]) -> f64 {
     if task != Task::Regression || !scale {
         return 1.0;
     }

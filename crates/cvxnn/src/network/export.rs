@@ -11,9 +11,8 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use faer::Accum;
-use rayon::prelude::*;
 
-use super::{Network, FORWARD_BLOCK};
+use super::{add_neurons, forward_blocks, Network};
 use crate::error::{CvxnnError, Result};
 use crate::linalg::{gemm, Matrix};
 
@@ -152,40 +151,26 @@ impl RawNetwork {
                 raw.ncols()
             )));
         }
-        // Row blocks through GEMM, as `Network::forward`: no n x m array is held.
-        let m = self.neurons();
-        let mut out = vec![0.0; raw.nrows()];
-        out.par_chunks_mut(FORWARD_BLOCK)
-            .enumerate()
-            .for_each(|(bi, ob)| {
-                let b = ob.len();
-                let xb = raw.as_ref().subrows(bi * FORWARD_BLOCK, b);
-                let layer = |w: &Matrix, bias: &[f64]| {
-                    let mut pre = Matrix::zeros(b, m);
-                    gemm(
-                        pre.as_mut(),
-                        Accum::Replace,
-                        xb,
-                        w.as_ref().transpose(),
-                        1.0,
-                    );
-                    for (j, &bj) in bias.iter().enumerate() {
-                        pre.col_mut(j).iter_mut().for_each(|v| *v += bj);
-                    }
-                    pre
-                };
-                let pre = layer(&self.w1, &self.b1);
-                let gate = self.gates.as_ref().map(|(gw, gb)| layer(gw, gb));
-                for (j, &a) in self.w2.iter().enumerate() {
-                    let on = gate.as_ref().map_or(pre.col(j), |g| g.col(j));
-                    for ((o, &v), &s) in ob.iter_mut().zip(pre.col(j)).zip(on) {
-                        if s >= 0.0 {
-                            *o += a * v;
-                        }
-                    }
-                }
-            });
-        Ok(out)
+        // `x w^T + b` for a block of rows (weights stored neuron by row, as PyTorch does).
+        let layer = |xb: faer::MatRef<'_, f64>, w: &Matrix, bias: &[f64]| {
+            let mut pre = Matrix::zeros(xb.nrows(), w.nrows());
+            gemm(
+                pre.as_mut(),
+                Accum::Replace,
+                xb,
+                w.as_ref().transpose(),
+                1.0,
+            );
+            for (j, &bj) in bias.iter().enumerate() {
+                pre.col_mut(j).iter_mut().for_each(|v| *v += bj);
+            }
+            pre
+        };
+        Ok(forward_blocks(raw, |xb, ob| {
+            let pre = layer(xb, &self.w1, &self.b1);
+            let gate = self.gates.as_ref().map(|(gw, gb)| layer(xb, gw, gb));
+            add_neurons(ob, &pre, gate.as_ref(), &self.w2);
+        }))
     }
 
     /// Writes the weights as f64 safetensors with PyTorch names ([`TorchNames`]).

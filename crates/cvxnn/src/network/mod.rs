@@ -21,8 +21,36 @@ use crate::linalg::{gemm, Matrix};
 use crate::loss::LossKind;
 use crate::program::ModelKind;
 
-/// Rows per block of [`Network::forward`].
+/// Rows per block of the forward passes.
 const FORWARD_BLOCK: usize = 2048;
+
+/// Runs `block(rows, out)` over blocks of `FORWARD_BLOCK` rows of `x` in parallel and returns
+/// the `n` outputs: the `n x m` hidden activations are never held whole (at n = 1e6 they would
+/// be gigabytes), and each output is computed within one block, so the result does not depend
+/// on the thread count.
+fn forward_blocks(
+    x: &Matrix,
+    block: impl Fn(faer::MatRef<'_, f64>, &mut [f64]) + Sync,
+) -> Vec<f64> {
+    let mut out = vec![0.0; x.nrows()];
+    out.par_chunks_mut(FORWARD_BLOCK)
+        .enumerate()
+        .for_each(|(bi, ob)| block(x.as_ref().subrows(bi * FORWARD_BLOCK, ob.len()), ob));
+    out
+}
+
+/// `out += sum_j alpha_j pre_j 1[gate_j >= 0]` over a block's pre-activations (`b x m`), with
+/// `gate = pre` (ReLU) when there are no separate gates.
+fn add_neurons(out: &mut [f64], pre: &Matrix, gate: Option<&Matrix>, alpha: &[f64]) {
+    for (j, &a) in alpha.iter().enumerate() {
+        let on = gate.map_or(pre.col(j), |g| g.col(j));
+        for ((o, &v), &s) in out.iter_mut().zip(pre.col(j)).zip(on) {
+            if s >= 0.0 {
+                *o += a * v;
+            }
+        }
+    }
+}
 
 /// `f(x) = sum_j alpha_j act_j(x)` on the design matrix (preprocessed features, bias column
 /// included), with `act_j(x) = (x^T u_j)_+` (ReLU) or `1[x^T g_j >= 0] x^T u_j` (gated ReLU).
@@ -116,43 +144,16 @@ impl Network {
                 x.ncols()
             )));
         }
-        // Row blocks: the n x m hidden activations are never held whole (at n = 1e6 they
-        // would be gigabytes); each output entry is computed within one block, so the result
-        // does not depend on the thread count.
-        let m = self.neurons();
-        let mut out = vec![0.0; x.nrows()];
-        out.par_chunks_mut(FORWARD_BLOCK)
-            .enumerate()
-            .for_each(|(bi, ob)| {
-                let r0 = bi * FORWARD_BLOCK;
-                let b = ob.len();
-                let xb = x.as_ref().subrows(r0, b);
-                let mut pre = Matrix::zeros(b, m);
-                gemm(pre.as_mut(), Accum::Replace, xb, self.hidden.as_ref(), 1.0);
-                let gate_pre = self.gates.as_ref().map(|g| {
-                    let mut gp = Matrix::zeros(b, m);
-                    gemm(gp.as_mut(), Accum::Replace, xb, g.as_ref(), 1.0);
-                    gp
-                });
-                for (j, &a) in self.alpha.iter().enumerate() {
-                    let col = pre.col(j);
-                    match &gate_pre {
-                        None => {
-                            for (o, &v) in ob.iter_mut().zip(col) {
-                                *o += a * v.max(0.0);
-                            }
-                        }
-                        Some(gp) => {
-                            for ((o, &v), &g) in ob.iter_mut().zip(col).zip(gp.col(j)) {
-                                if g >= 0.0 {
-                                    *o += a * v;
-                                }
-                            }
-                        }
-                    }
-                }
-            });
-        Ok(out)
+        let layer = |xb: faer::MatRef<'_, f64>, w: &Matrix| {
+            let mut pre = Matrix::zeros(xb.nrows(), w.ncols());
+            gemm(pre.as_mut(), Accum::Replace, xb, w.as_ref(), 1.0);
+            pre
+        };
+        Ok(forward_blocks(x, |xb, ob| {
+            let pre = layer(xb, &self.hidden);
+            let gate = self.gates.as_ref().map(|g| layer(xb, g));
+            add_neurons(ob, &pre, gate.as_ref(), &self.alpha);
+        }))
     }
 
     /// Weight-decay objective `(1/n) sum loss + (lambda/2) sum_j (||u_j||^2 + alpha_j^2)`.

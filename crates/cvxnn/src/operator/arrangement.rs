@@ -478,6 +478,13 @@ mod tests {
         let x = data(700, 5);
         let x32 = Matrix32::from_f64(&x);
         let m = sample_patterns(&x, 7, 2).unwrap().masks;
+        // Entrywise within 1e-5 of the largest entry.
+        let assert_close = |a: &[f64], b: &[f64], what: String| {
+            let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (u, v) in a.iter().zip(b) {
+                assert!((u - v).abs() <= 1e-5 * scale, "{what}: {u} vs {v}");
+            }
+        };
         for layout in [Layout::Gated, Layout::Relu, Layout::ReluConstrained] {
             let (op, op32) = (
                 ArrangementOperator::new(&x, &m, layout),
@@ -489,17 +496,11 @@ mod tests {
             let (mut z, mut z32) = (vec![0.0; op.image_len()], vec![0.0; op.image_len()]);
             op.apply(&v, &mut z);
             op32.apply(&v, &mut z32);
-            let scale = z.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-            for (a, b) in z.iter().zip(&z32) {
-                assert!((a - b).abs() <= 1e-5 * scale, "{layout:?}: {a} vs {b}");
-            }
+            assert_close(&z, &z32, format!("{layout:?} apply"));
             let (mut g, mut g32) = (vec![0.0; op.n_vars()], vec![0.0; op.n_vars()]);
             op.adjoint(&z, &mut g);
             op32.adjoint(&z, &mut g32);
-            let scale = g.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-            for (a, b) in g.iter().zip(&g32) {
-                assert!((a - b).abs() <= 1e-5 * scale, "{layout:?}: {a} vs {b}");
-            }
+            assert_close(&g, &g32, format!("{layout:?} adjoint"));
         }
     }
 

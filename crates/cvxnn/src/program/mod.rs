@@ -30,6 +30,19 @@ impl ModelKind {
             ModelKind::Relu => 2,
         }
     }
+
+    /// `Err` naming `precision` when the model's solver cannot run at `precision`: single
+    /// precision is for gated ReLU (R-FISTA) only; the ReLU program's augmented Lagrangian
+    /// runs in f64.
+    pub fn check_precision(self, precision: crate::solver::Precision) -> crate::Result<()> {
+        if precision == crate::solver::Precision::F32 && self == ModelKind::Relu {
+            return Err(crate::CvxnnError::arg(
+                "precision",
+                "f32 applies to --model gated-relu (R-FISTA); the ReLU program's augmented Lagrangian runs in f64",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Display for ModelKind {

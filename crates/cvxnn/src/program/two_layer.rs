@@ -9,8 +9,8 @@ use crate::loss::LossKind;
 use crate::operator::{ArrangementOperator, Layout, LinearMap};
 use crate::patterns::Masks;
 use crate::penalty::GroupL2;
-use crate::solver::augmented_lagrangian::solve_cone_constrained;
-use crate::solver::fista::{solve_group_lasso, GroupLassoStart, LossImage};
+use crate::solver::augmented_lagrangian::{relative_violation, solve_cone_constrained};
+use crate::solver::fista::{solve_group_lasso, LossImage};
 
 /// Largest relative constraint violation a polished point may keep (rounding on its face).
 const POLISH_FEASIBILITY: f64 = 1e-12;
@@ -168,10 +168,7 @@ impl<'a> TwoLayerProgram<'a> {
         let op = ArrangementOperator::new(self.x, self.masks, Layout::ReluConstrained);
         let mut img = vec![0.0; op.image_len()];
         op.apply(vars, &mut img);
-        let c = &img[self.x.nrows()..];
-        let scale = c.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let worst = c.iter().fold(0.0f64, |m, v| m.max(-v));
-        Ok(if scale > 0.0 { worst / scale } else { 0.0 })
+        Ok(relative_violation(&img[self.x.nrows()..]))
     }
 
     fn check_len(&self, vars: &[f64]) -> Result<()> {
@@ -217,21 +214,9 @@ impl<'a> TwoLayerProgram<'a> {
                 &zero
             }
         };
-        if settings.precision == Precision::F32 && self.model == ModelKind::Relu {
-            return Err(CvxnnError::arg(
-                "precision",
-                "f32 applies to --model gated-relu (R-FISTA); the ReLU program's augmented Lagrangian runs in f64",
-            ));
-        }
+        self.model.check_precision(settings.precision)?;
         Ok(match settings.precision {
-            Precision::F64 => self.solve_in(
-                None,
-                settings,
-                x0,
-                multipliers,
-                GroupLassoStart::default(),
-                progress,
-            ),
+            Precision::F64 => self.solve_in(None, settings, x0, multipliers, None, progress),
             Precision::F32 => self.solve_mixed(settings, x0, multipliers, progress),
         })
     }
@@ -257,7 +242,7 @@ impl<'a> TwoLayerProgram<'a> {
             },
             x0,
             multipliers,
-            GroupLassoStart::default(),
+            None,
             progress,
         );
         drop(x32);
@@ -270,7 +255,7 @@ impl<'a> TwoLayerProgram<'a> {
             },
             &first.x,
             first.multipliers.as_ref(),
-            GroupLassoStart { step: first.step },
+            first.step,
             &mut |p: &Progress| {
                 progress(&Progress {
                     iteration: p.iteration + offset,
@@ -297,7 +282,7 @@ impl<'a> TwoLayerProgram<'a> {
         settings: &SolverSettings,
         x0: &[f64],
         multipliers: Option<&Multipliers>,
-        begin: GroupLassoStart,
+        step0: Option<f64>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Solution {
         let operator = |layout| match x32 {
@@ -312,7 +297,7 @@ impl<'a> TwoLayerProgram<'a> {
                 &self.penalty(),
                 x0,
                 settings,
-                begin,
+                step0,
                 progress,
             ),
             ModelKind::Relu => self.solve_relu(

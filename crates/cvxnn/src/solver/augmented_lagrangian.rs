@@ -83,8 +83,8 @@ impl AugmentedImage<'_> {
     }
 }
 
-/// Largest constraint violation `max (-c)_+`, relative to the largest `|c|`.
-fn relative_violation(c: &[f64]) -> f64 {
+/// Largest constraint violation `max (-c)_+`, relative to the largest `|c|` (0 when `c` is 0).
+pub fn relative_violation(c: &[f64]) -> f64 {
     let (mut worst, mut scale) = (0.0f64, 0.0f64);
     for &v in c {
         worst = worst.max(-v);

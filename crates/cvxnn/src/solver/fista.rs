@@ -214,17 +214,11 @@ pub fn initial_step<M: LinearMap + ?Sized>(map: &M, curvature: f64) -> f64 {
     }
 }
 
-/// How a group-lasso solve starts.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct GroupLassoStart {
-    /// First step size (a previous solve's [`Solution::step`]); estimated from `||K||^2` by
-    /// power iteration (20 products with `K` and `K^T`) when `None`.
-    pub step: Option<f64>,
-}
-
 /// Solves the group lasso `min h(K x) + penalty(x)` to a relative duality gap below
 /// `settings.tol`, with the dual point `theta = grad h(K y)` rescaled into feasibility at every
-/// iteration (so the bound is valid whenever the run stops).
+/// iteration (so the bound is valid whenever the run stops). `step0` is the first step size (a
+/// previous solve's [`Solution::step`]); when `None` it is estimated from `||K||^2` by power
+/// iteration (20 products with `K` and `K^T`).
 #[allow(clippy::too_many_arguments)]
 pub fn solve_group_lasso<M: LinearMap + ?Sized>(
     map: &M,
@@ -233,13 +227,12 @@ pub fn solve_group_lasso<M: LinearMap + ?Sized>(
     penalty: &GroupL2,
     x0: &[f64],
     settings: &SolverSettings,
-    begin: GroupLassoStart,
+    step0: Option<f64>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Solution {
     let start = std::time::Instant::now();
     let phi = LossImage { loss, y };
-    let step0 = begin
-        .step
+    let step0 = step0
         .filter(|s| s.is_finite() && *s > 0.0)
         .unwrap_or_else(|| initial_step(map, loss.curvature(y.len())));
     let mut best_dual = f64::NEG_INFINITY;

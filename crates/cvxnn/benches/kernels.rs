@@ -349,6 +349,7 @@ fn shape_group(c: &mut Criterion, n: usize, d: usize, p: usize) {
     let phi = LossImage {
         loss: LossKind::Squared,
         y: &y,
+        outputs: 1,
     };
     let penalty = GroupL2::new(1e-3, d);
     let x0 = vec![0.0; op.n_vars()];

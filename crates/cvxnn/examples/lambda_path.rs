@@ -56,8 +56,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         let run = |x0: &[f64], step0: Option<f64>| {
             let s = solve_group_lasso(
                 &op,
-                LossKind::Squared,
-                &y,
+                program.data(),
                 &program.penalty(),
                 x0,
                 &settings,

@@ -36,6 +36,9 @@ pub enum CvxnnError {
     /// Arrays whose shapes do not fit together.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    /// A numerical routine failed on finite input (an SVD that did not converge).
+    #[error("numerical failure: {0}")]
+    Numerical(String),
     /// A model file or directory that cannot be used.
     #[error("model {path}: {message}")]
     Model {

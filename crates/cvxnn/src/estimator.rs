@@ -1197,7 +1197,7 @@ pub fn certify(
     let balanced_penalty: f64 = (0..network.neurons())
         .map(|j| crate::linalg::norm2(network.hidden.col(j)) * network.alpha[j].abs())
         .sum();
-    let balanced_objective = loss.value(&z, &y) + cfg.lambda * balanced_penalty;
+    let balanced_objective = loss.value(&z, &y, 1) + cfg.lambda * balanced_penalty;
 
     let chosen = match &cfg.patterns {
         PatternSource::Adaptive { .. } | PatternSource::Auto { .. } => {

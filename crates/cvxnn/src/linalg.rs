@@ -29,6 +29,15 @@ impl Matrix {
         (data.len() == nrows * ncols).then_some(Matrix { nrows, ncols, data })
     }
 
+    /// Entry `(i, j)` is `f(i, j)`.
+    pub fn from_fn(nrows: usize, ncols: usize, f: impl Fn(usize, usize) -> f64) -> Self {
+        let data = (0..ncols)
+            .flat_map(|j| (0..nrows).map(move |i| (i, j)))
+            .map(|(i, j)| f(i, j))
+            .collect();
+        Matrix { nrows, ncols, data }
+    }
+
     /// Builds from rows (all of length `ncols`); `None` when rows are ragged.
     pub fn from_rows(rows: &[Vec<f64>], ncols: usize) -> Option<Self> {
         if rows.iter().any(|r| r.len() != ncols) {

@@ -142,6 +142,7 @@ fn lambda_max(x: &Matrix, y: &[f64], loss: LossKind, pats: &GatedPatterns) -> f6
     let scale = match loss {
         LossKind::Squared => 1.0 / n as f64,
         LossKind::Logistic => 0.5 / n as f64, // sigmoid(0) = 1/2
+        LossKind::CrossEntropy => unreachable!("one-output tests"),
     };
     (0..pats.masks.len())
         .map(|i| {
@@ -162,7 +163,7 @@ fn zero_above_lambda_max(loss: LossKind, seed: u64) {
     let (x, y) = problem(N, D, loss, seed);
     let pats = sample_patterns(&x, P, seed).unwrap();
     let lmax = lambda_max(&x, &y, loss, &pats);
-    let zero_obj = loss.value(&vec![0.0; N], &y);
+    let zero_obj = loss.value(&vec![0.0; N], &y, 1);
     for model in [ModelKind::GatedRelu, ModelKind::Relu] {
         for factor in [1.0 + 1e-6, 2.0, 100.0] {
             let lambda = lmax * factor;

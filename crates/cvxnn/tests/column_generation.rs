@@ -47,7 +47,7 @@ fn restricted_optimum(
     let program = TwoLayerProgram::new(x, y, masks, loss, ModelKind::Relu, LAMBDA).unwrap();
     let z = program.predict(sol.weights.as_slice()).unwrap();
     let mut theta = vec![0.0; y.len()];
-    loss.grad(&z, y, &mut theta);
+    loss.grad(&z, y, 1, &mut theta);
     (theta, sol.objective)
 }
 

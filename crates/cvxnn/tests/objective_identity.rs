@@ -47,8 +47,8 @@ fn violation_bound(
         total += match loss {
             // 0.5 (a + e - y)^2 - 0.5 (a - y)^2 = e (a - y) + e^2 / 2.
             LossKind::Squared => amount * ((z[j] - y[j]).abs() + amount),
-            // softplus is 1-Lipschitz.
-            LossKind::Logistic => amount,
+            // softplus is 1-Lipschitz (and so is log-sum-exp in each entry).
+            LossKind::Logistic | LossKind::CrossEntropy => amount,
         };
     }
     total / n as f64

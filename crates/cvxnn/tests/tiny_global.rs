@@ -50,6 +50,7 @@ fn tiny(n: usize, raw: usize, loss: LossKind) -> (Matrix, Vec<f64>) {
                     -1.0
                 }
             }
+            LossKind::CrossEntropy => panic!("one-output generator"),
         });
     }
     (Matrix::from_rows(&rows, raw + 1).unwrap(), y)
@@ -89,7 +90,7 @@ fn nonconvex_value_grad(
         }
     }
     let mut r = vec![0.0; n];
-    loss.grad(&z, y, &mut r);
+    loss.grad(&z, y, 1, &mut r);
     let mut decay = 0.0;
     for j in 0..m {
         let mut a_grad = 0.0;
@@ -110,7 +111,7 @@ fn nonconvex_value_grad(
         ga[j] = a_grad + lambda * alpha[j];
         decay += uj.iter().map(|v| v * v).sum::<f64>() + alpha[j] * alpha[j];
     }
-    loss.value(&z, y) + 0.5 * lambda * decay
+    loss.value(&z, y, 1) + 0.5 * lambda * decay
 }
 
 /// Plain full-batch gradient descent from a seeded random start; returns the final objective
@@ -140,6 +141,7 @@ fn gradient_descent(t: &Training, m: usize, seed: u64) -> f64 {
     let net = Network {
         hidden: Matrix::from_col_major(d, m, u).unwrap(),
         alpha,
+        outputs: 1,
         gates: None,
     };
     let obj = net.objective(x, y, loss, lambda).unwrap();

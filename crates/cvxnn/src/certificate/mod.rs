@@ -9,26 +9,20 @@ pub mod oracle;
 pub use oracle::{search_patterns, OracleCandidate, OracleResult, OracleSettings};
 
 use crate::linalg::Matrix;
-use crate::loss::LossKind;
 use crate::operator::LinearMap;
 use crate::program::TwoLayerProgram;
+use crate::solver::fista::LossImage;
 
 /// The dual bound `-h*(s theta)` with `s = min(1, lambda / max_group_norm)`: the largest
 /// rescaling of `theta` (and of the multipliers that produced `max_group_norm`) that is feasible.
-pub fn dual_bound(
-    loss: LossKind,
-    y: &[f64],
-    theta: &[f64],
-    max_group_norm: f64,
-    lambda: f64,
-) -> f64 {
+pub fn dual_bound(data: LossImage<'_>, theta: &[f64], max_group_norm: f64, lambda: f64) -> f64 {
     let s = if max_group_norm > lambda {
         lambda / max_group_norm
     } else {
         1.0
     };
     let scaled: Vec<f64> = theta.iter().map(|t| s * t).collect();
-    -loss.conjugate(&scaled, y)
+    -data.loss.conjugate(&scaled, data.y, data.outputs)
 }
 
 /// Dual bound of the ReLU program at `vars` from its KKT conditions (DESIGN section 1):
@@ -41,7 +35,7 @@ pub fn relu_kkt_dual_bound(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::R
     let (n, d, p) = (x.nrows(), x.ncols(), masks.len());
     let z = prog.predict(vars)?;
     let mut theta = vec![0.0; n];
-    prog.loss().grad(&z, y, &mut theta);
+    prog.loss().grad(&z, y, 1, &mut theta);
     let op = prog.prediction_operator();
     let mut g = vec![0.0; op.n_vars()];
     op.adjoint(&theta, &mut g);
@@ -77,7 +71,7 @@ pub fn relu_kkt_dual_bound(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::R
         };
         worst = worst.max(norm);
     }
-    Ok(dual_bound(prog.loss(), y, &theta, worst, lambda))
+    Ok(dual_bound(prog.data(), &theta, worst, lambda))
 }
 
 /// Least-squares `mu >= 0` (clamped) with `sum_j mu_j s_j x_j ~ target` over the rows `tight`.
@@ -217,18 +211,19 @@ const CONE_PROJECTION_ITERS: usize = 3000;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loss::LossKind;
 
     #[test]
     fn zero_theta_gives_loss_at_zero_for_squared_lower_bound() {
         // theta = 0 is always feasible: the bound is -h*(0) = 0 for squared, 0 for logistic.
         let y = [1.0, -1.0];
-        assert_eq!(
-            dual_bound(LossKind::Squared, &y, &[0.0, 0.0], 5.0, 1.0),
-            0.0
-        );
-        assert_eq!(
-            dual_bound(LossKind::Logistic, &y, &[0.0, 0.0], 5.0, 1.0),
-            0.0
-        );
+        for loss in [LossKind::Squared, LossKind::Logistic] {
+            let data = LossImage {
+                loss,
+                y: &y,
+                outputs: 1,
+            };
+            assert_eq!(dual_bound(data, &[0.0, 0.0], 5.0, 1.0), 0.0);
+        }
     }
 }

@@ -18,10 +18,23 @@ pub fn decompose_gated(net: &Network, x: &Matrix) -> Result<Network> {
     let d = net.input_dim();
     let xq = x.matmul(&net.hidden);
     let xg = x.matmul(gates);
+    let c = net.outputs.max(1);
     let mut vars = Vec::new();
     let mut signs = Vec::new();
+    let mut directions = Vec::new();
     for j in 0..net.neurons() {
-        let a = net.alpha[j];
+        // With several outputs the neuron feeds `a * dir` (a unit direction): decompose the
+        // scalar neuron `a u` and give both halves that direction.
+        let weights = net.output_weights(j);
+        let (a, dir) = if c == 1 {
+            (weights[0], vec![1.0])
+        } else {
+            let s = crate::linalg::norm2(weights);
+            if s == 0.0 {
+                continue;
+            }
+            (s, weights.iter().map(|w| w / s).collect())
+        };
         let mut t: f64 = 0.0;
         for (&q, &g) in xq.col(j).iter().zip(xg.col(j)) {
             // s = +1 where the gate is on. Need s * (a q + t g) >= 0, and s * g = |g|.
@@ -39,19 +52,21 @@ pub fn decompose_gated(net: &Network, x: &Matrix) -> Result<Network> {
             if vec.iter().any(|&e| e != 0.0) {
                 vars.push(vec);
                 signs.push(sign);
+                directions.push(dir.clone());
             }
         }
     }
     let mut hidden = Matrix::zeros(d, vars.len());
-    let mut alpha = Vec::with_capacity(vars.len());
-    for (c, (v, s)) in vars.iter().zip(&signs).enumerate() {
+    let mut alpha = Vec::with_capacity(vars.len() * c);
+    for (col, ((v, s), dir)) in vars.iter().zip(&signs).zip(&directions).enumerate() {
         let nrm = crate::linalg::norm2(v).sqrt();
         for (k, &e) in v.iter().enumerate() {
-            hidden.set(k, c, e / nrm);
+            hidden.set(k, col, e / nrm);
         }
-        alpha.push(s * nrm);
+        alpha.extend(dir.iter().map(|b| s * nrm * b));
     }
     Ok(Network {
+        outputs: net.outputs,
         hidden,
         alpha,
         gates: None,
@@ -73,6 +88,7 @@ mod tests {
         let net = Network {
             hidden,
             alpha: vec![1.2, -0.8],
+            outputs: 1,
             gates: Some(gates),
         };
         let relu = decompose_gated(&net, &x).unwrap();

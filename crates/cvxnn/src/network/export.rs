@@ -1,5 +1,5 @@
 //! Networks on raw input features, in the naming of a PyTorch
-//! `Sequential(Linear(p, m), ReLU(), Linear(m, 1, bias=False))` state dict, stored as safetensors.
+//! `Sequential(Linear(p, m), ReLU(), Linear(m, c, bias=False))` state dict, stored as safetensors.
 //!
 //! The preprocessing (z-scoring, bias column) is folded into the first layer so that PyTorch, fed
 //! raw features, reproduces cvxnn's predictions.
@@ -24,7 +24,7 @@ impl TorchNames {
     pub const W1: &'static str = "0.weight";
     /// First layer bias, shape `(m,)`.
     pub const B1: &'static str = "0.bias";
-    /// Output layer weight, shape `(1, m)`.
+    /// Output layer weight, shape `(c, m)`.
     pub const W2: &'static str = "2.weight";
     /// Gate weights of a gated ReLU network, shape `(m, p)`.
     pub const GATE_W: &'static str = "gate.weight";
@@ -32,15 +32,18 @@ impl TorchNames {
     pub const GATE_B: &'static str = "gate.bias";
 }
 
-/// A two-layer network acting on raw features: `f(x) = sum_j w2_j act_j(W1_j x + b1_j)`.
+/// A two-layer network acting on raw features: `f(x) = sum_j w2_j act_j(W1_j x + b1_j)`, with
+/// `w2_j` in `R^c`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawNetwork {
     /// First layer, `m x p` (PyTorch's `(out, in)` layout).
     pub w1: Matrix,
     /// First layer bias (`m`).
     pub b1: Vec<f64>,
-    /// Output weights (`m`).
+    /// Output weights, `m x c` row-major (neuron `j`'s at `j * c`), as in [`Network::alpha`].
     pub w2: Vec<f64>,
+    /// Number of outputs `c`.
+    pub outputs: usize,
     /// Gates (`m x p`) and gate biases, for gated ReLU networks.
     pub gates: Option<(Matrix, Vec<f64>)>,
 }
@@ -112,6 +115,7 @@ impl RawNetwork {
             w1,
             b1,
             w2: net.alpha.clone(),
+            outputs: net.outputs,
             gates,
         })
     }
@@ -133,13 +137,14 @@ impl RawNetwork {
         Ok(Network {
             hidden,
             alpha: self.w2.clone(),
+            outputs: self.outputs,
             gates,
         })
     }
 
     /// Number of hidden neurons.
     pub fn neurons(&self) -> usize {
-        self.w2.len()
+        self.w1.nrows()
     }
 
     /// Predictions on raw features (`n x p`).
@@ -166,7 +171,7 @@ impl RawNetwork {
             }
             pre
         };
-        Ok(forward_blocks(raw, |xb, ob| {
+        Ok(forward_blocks(raw, self.outputs, |xb, ob| {
             let pre = layer(xb, &self.w1, &self.b1);
             let gate = self.gates.as_ref().map(|(gw, gb)| layer(xb, gw, gb));
             add_neurons(ob, &pre, gate.as_ref(), &self.w2);
@@ -179,7 +184,11 @@ impl RawNetwork {
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
             (TorchNames::W1.into(), vec![m, p], row_major_bytes(&self.w1)),
             (TorchNames::B1.into(), vec![m], le_bytes(&self.b1)),
-            (TorchNames::W2.into(), vec![1, m], le_bytes(&self.w2)),
+            (
+                TorchNames::W2.into(),
+                vec![self.outputs, m],
+                le_bytes(&transpose(&self.w2, m, self.outputs)),
+            ),
         ];
         if let Some((gw, gb)) = &self.gates {
             tensors.push((TorchNames::GATE_W.into(), vec![m, p], row_major_bytes(gw)));
@@ -262,12 +271,18 @@ impl RawNetwork {
             )));
         }
         let (s2, w2) = get(TorchNames::W2)?;
-        if s2 != [1, m] && s2 != [m] {
-            return Err(bad(format!(
-                "`{}` has shape {s2:?}, expected [1, {m}] (one output)",
-                TorchNames::W2
-            )));
-        }
+        let outputs = match s2.as_slice() {
+            [c, mm] if *mm == m && *c >= 1 => *c,
+            [mm] if *mm == m => 1,
+            _ => {
+                return Err(bad(format!(
+                    "`{}` has shape {s2:?}, expected [c, {m}] (c outputs)",
+                    TorchNames::W2
+                )))
+            }
+        };
+        // PyTorch stores (c, m); the network keeps neuron-major rows.
+        let w2 = transpose(&w2, outputs, m);
         let gates = if st.names().contains(&TorchNames::GATE_W) {
             let (sg, gw) = get(TorchNames::GATE_W)?;
             let (sgb, gb) = get(TorchNames::GATE_B)?;
@@ -287,9 +302,17 @@ impl RawNetwork {
             w1: from_row_major(m, p, &w1),
             b1,
             w2,
+            outputs,
             gates,
         })
     }
+}
+
+/// The `cols x rows` transpose of a row-major `rows x cols` array.
+fn transpose(v: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    (0..cols)
+        .flat_map(|k| (0..rows).map(move |j| v[j * cols + k]))
+        .collect()
 }
 
 fn le_bytes(v: &[f64]) -> Vec<u8> {
@@ -327,6 +350,7 @@ mod tests {
         let net = Network {
             hidden,
             alpha: vec![1.5, -0.7],
+            outputs: 1,
             gates: None,
         };
         let (mean, scale) = (vec![3.0, -1.0], vec![2.0, 0.5]);

@@ -310,16 +310,20 @@ pub fn train_gradient_from(
             format!("entry ({}, {}) is {v}; data must be finite", k % n, k / n),
         ));
     }
-    loss.check_targets(y)?;
+    loss.check_targets(y, 1)?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let mut net = match initial {
         Some(net) => {
-            if net.gates.is_some() || net.input_dim() != x.ncols() || net.neurons() == 0 {
+            if net.gates.is_some()
+                || net.input_dim() != x.ncols()
+                || net.neurons() == 0
+                || net.outputs != 1
+            {
                 return Err(CvxnnError::arg(
                     "init-network",
                     format!(
-                        "gradient training starts from a non-empty ReLU network on {} columns",
+                        "gradient training starts from a non-empty one-output ReLU network on {} columns",
                         x.ncols()
                     ),
                 ));
@@ -438,6 +442,7 @@ fn init_network(d: usize, m: usize, rng: &mut ChaCha8Rng) -> Network {
     Network {
         hidden,
         alpha,
+        outputs: 1,
         gates: None,
     }
 }
@@ -562,8 +567,8 @@ fn batch_gradient(
             *zi += a * p.max(0.0);
         }
     }
-    let fit = loss.value(z, yb);
-    loss.grad(z, yb, r);
+    let fit = loss.value(z, yb, 1);
+    loss.grad(z, yb, 1, r);
     // grad_alpha = (X U)_+^T r + lambda alpha; pre becomes 1[X U > 0] o (r alpha^T).
     for ((col, &a), g) in pre.chunks_exact_mut(b).zip(alpha).zip(grad_a.iter_mut()) {
         let mut s = 0.0;
@@ -690,6 +695,7 @@ mod tests {
                             -1.0
                         }
                     }
+                    LossKind::CrossEntropy => unreachable!("one-output data"),
                 }
             })
             .collect();

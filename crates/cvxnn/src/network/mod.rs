@@ -19,47 +19,72 @@ use rayon::prelude::*;
 use crate::error::{CvxnnError, Result};
 use crate::linalg::{gemm, Matrix};
 use crate::loss::LossKind;
-use crate::program::ModelKind;
+use crate::program::{ModelKind, OutputMode};
 
 /// Rows per block of the forward passes.
 const FORWARD_BLOCK: usize = 2048;
 
 /// Runs `block(rows, out)` over blocks of `FORWARD_BLOCK` rows of `x` in parallel and returns
-/// the `n` outputs: the `n x m` hidden activations are never held whole (at n = 1e6 they would
-/// be gigabytes), and each output is computed within one block, so the result does not depend
-/// on the thread count.
+/// the `n x outputs` predictions (column-major): the `n x m` hidden activations are never held
+/// whole (at n = 1e6 they would be gigabytes), and each output is computed within one block, so
+/// the result does not depend on the thread count. `out` is the block's `b x outputs` output.
 fn forward_blocks(
     x: &Matrix,
-    block: impl Fn(faer::MatRef<'_, f64>, &mut [f64]) + Sync,
+    outputs: usize,
+    block: impl Fn(faer::MatRef<'_, f64>, &mut Matrix) + Sync,
 ) -> Vec<f64> {
-    let mut out = vec![0.0; x.nrows()];
-    out.par_chunks_mut(FORWARD_BLOCK)
-        .enumerate()
-        .for_each(|(bi, ob)| block(x.as_ref().subrows(bi * FORWARD_BLOCK, ob.len()), ob));
+    let n = x.nrows();
+    let blocks: Vec<Matrix> = (0..n.div_ceil(FORWARD_BLOCK))
+        .into_par_iter()
+        .map(|bi| {
+            let rows = FORWARD_BLOCK.min(n - bi * FORWARD_BLOCK);
+            let mut ob = Matrix::zeros(rows, outputs);
+            block(x.as_ref().subrows(bi * FORWARD_BLOCK, rows), &mut ob);
+            ob
+        })
+        .collect();
+    let mut out = vec![0.0; n * outputs];
+    for (bi, ob) in blocks.iter().enumerate() {
+        for k in 0..outputs {
+            let start = k * n + bi * FORWARD_BLOCK;
+            out[start..start + ob.nrows()].copy_from_slice(ob.col(k));
+        }
+    }
     out
 }
 
-/// `out += sum_j alpha_j pre_j 1[gate_j >= 0]` over a block's pre-activations (`b x m`), with
-/// `gate = pre` (ReLU) when there are no separate gates.
-fn add_neurons(out: &mut [f64], pre: &Matrix, gate: Option<&Matrix>, alpha: &[f64]) {
-    for (j, &a) in alpha.iter().enumerate() {
+/// `out[:, k] += sum_j alpha_{jk} pre_j 1[gate_j >= 0]` over a block's pre-activations
+/// (`b x m`), with `gate = pre` (ReLU) when there are no separate gates; `alpha` is `m x c`
+/// row-major (neuron `j`'s output weights at `j * c`).
+fn add_neurons(out: &mut Matrix, pre: &Matrix, gate: Option<&Matrix>, alpha: &[f64]) {
+    let c = out.ncols();
+    for (j, aj) in alpha.chunks(c.max(1)).enumerate() {
         let on = gate.map_or(pre.col(j), |g| g.col(j));
-        for ((o, &v), &s) in out.iter_mut().zip(pre.col(j)).zip(on) {
-            if s >= 0.0 {
-                *o += a * v;
+        for (k, &a) in aj.iter().enumerate() {
+            if a == 0.0 {
+                continue;
+            }
+            for ((o, &v), &s) in out.col_mut(k).iter_mut().zip(pre.col(j)).zip(on) {
+                if s >= 0.0 {
+                    *o += a * v;
+                }
             }
         }
     }
 }
 
 /// `f(x) = sum_j alpha_j act_j(x)` on the design matrix (preprocessed features, bias column
-/// included), with `act_j(x) = (x^T u_j)_+` (ReLU) or `1[x^T g_j >= 0] x^T u_j` (gated ReLU).
+/// included), with `act_j(x) = (x^T u_j)_+` (ReLU) or `1[x^T g_j >= 0] x^T u_j` (gated ReLU);
+/// `alpha_j` is in `R^c` for `c` outputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     /// Hidden weights `u_j`, one neuron per column (`d x m`).
     pub hidden: Matrix,
-    /// Output weights `alpha_j`.
+    /// Output weights, `m x c` row-major: neuron `j`'s weights to the `c` outputs are
+    /// `alpha[j * c .. (j + 1) * c]` (just `alpha_j` for one output).
     pub alpha: Vec<f64>,
+    /// Number of outputs `c`.
+    pub outputs: usize,
     /// Gates `g_j` (`d x m`), only for gated ReLU networks.
     pub gates: Option<Matrix>,
 }
@@ -74,10 +99,28 @@ impl Network {
         vars: &[f64],
         gates: Option<&Matrix>,
     ) -> Result<Network> {
-        let cols = vars.len().checked_div(d).unwrap_or(0);
-        if d == 0 || cols * d != vars.len() {
+        Self::from_convex_outputs(model, OutputMode::Separate, d, 1, vars, gates)
+    }
+
+    /// [`Network::from_convex`] for a program with `outputs` outputs (variables stored output by
+    /// output). [`OutputMode::Separate`]: each non-zero column of output `k` becomes a neuron
+    /// feeding output `k` only. [`OutputMode::Shared`] (gated): each pattern's `d x c` block
+    /// `Z_i = sum_r s_r a_r b_r^T` (its SVD) becomes neurons `u = sqrt(s_r) a_r` with output
+    /// weights `sqrt(s_r) b_r` and the pattern's gate, so `||u|| ||alpha|| = s_r` and the weight
+    /// decay equals the nuclear norm.
+    pub fn from_convex_outputs(
+        model: ModelKind,
+        mode: OutputMode,
+        d: usize,
+        outputs: usize,
+        vars: &[f64],
+        gates: Option<&Matrix>,
+    ) -> Result<Network> {
+        let c = outputs.max(1);
+        let cols = vars.len().checked_div(d * c).unwrap_or(0);
+        if d == 0 || cols * d * c != vars.len() {
             return Err(CvxnnError::Shape(format!(
-                "{} variables do not split into groups of {d}",
+                "{} variables do not split into {c} output(s) of groups of {d}",
                 vars.len()
             )));
         }
@@ -95,20 +138,44 @@ impl Network {
         let mut hidden = Vec::new();
         let mut alpha = Vec::new();
         let mut kept_gates = Vec::new();
-        for c in 0..cols {
-            let v = &vars[c * d..(c + 1) * d];
-            let nrm = crate::linalg::norm2(v);
-            if nrm == 0.0 {
-                continue;
+        if mode == OutputMode::Shared && c > 1 {
+            if model != ModelKind::GatedRelu {
+                return Err(CvxnnError::arg(
+                    "outputs",
+                    "only the gated shared-neuron program rebuilds by SVD",
+                ));
             }
-            let s = nrm.sqrt();
-            hidden.extend(v.iter().map(|a| a / s));
-            alpha.push(if c < p { s } else { -s });
-            if let Some(g) = gates {
-                kept_gates.extend_from_slice(g.col(c % p));
+            let nuclear = crate::penalty::NuclearNorm::new(0.0, d, cols, c);
+            for i in 0..cols {
+                for (u, a) in block_neurons(&nuclear.block(vars, i))? {
+                    hidden.extend(u);
+                    alpha.extend(a);
+                    if let Some(g) = gates {
+                        kept_gates.extend_from_slice(g.col(i));
+                    }
+                }
+            }
+        } else {
+            for k in 0..c {
+                for col in 0..cols {
+                    let start = (k * cols + col) * d;
+                    let v = &vars[start..start + d];
+                    let nrm = crate::linalg::norm2(v);
+                    if nrm == 0.0 {
+                        continue;
+                    }
+                    let s = nrm.sqrt();
+                    hidden.extend(v.iter().map(|a| a / s));
+                    let mut row = vec![0.0; c];
+                    row[k] = if col < p { s } else { -s };
+                    alpha.extend(row);
+                    if let Some(g) = gates {
+                        kept_gates.extend_from_slice(g.col(col % p));
+                    }
+                }
             }
         }
-        let m = alpha.len();
+        let m = alpha.len() / c;
         let hidden = Matrix::from_col_major(d, m, hidden)
             .ok_or_else(|| CvxnnError::Shape("rebuild".into()))?;
         let gates = match model {
@@ -121,13 +188,19 @@ impl Network {
         Ok(Network {
             hidden,
             alpha,
+            outputs: c,
             gates,
         })
     }
 
     /// Number of hidden neurons.
     pub fn neurons(&self) -> usize {
-        self.alpha.len()
+        self.hidden.ncols()
+    }
+
+    /// Neuron `j`'s output weights (`c` of them).
+    pub fn output_weights(&self, j: usize) -> &[f64] {
+        &self.alpha[j * self.outputs..(j + 1) * self.outputs]
     }
 
     /// Input width `d` (bias column included).
@@ -135,7 +208,7 @@ impl Network {
         self.hidden.nrows()
     }
 
-    /// Predictions on a design matrix (`n x d`).
+    /// Predictions on a design matrix (`n x d`): `n x c`, column-major.
     pub fn forward(&self, x: &Matrix) -> Result<Vec<f64>> {
         if x.ncols() != self.input_dim() {
             return Err(CvxnnError::Shape(format!(
@@ -149,29 +222,56 @@ impl Network {
             gemm(pre.as_mut(), Accum::Replace, xb, w.as_ref(), 1.0);
             pre
         };
-        Ok(forward_blocks(x, |xb, ob| {
+        Ok(forward_blocks(x, self.outputs, |xb, ob| {
             let pre = layer(xb, &self.hidden);
             let gate = self.gates.as_ref().map(|g| layer(xb, g));
             add_neurons(ob, &pre, gate.as_ref(), &self.alpha);
         }))
     }
 
-    /// Weight-decay objective `(1/n) sum loss + (lambda/2) sum_j (||u_j||^2 + alpha_j^2)`.
+    /// Weight-decay objective `(1/n) sum loss + (lambda/2) sum_j (||u_j||^2 + ||alpha_j||^2)`
+    /// (`y` is `n x c`, column-major).
     pub fn objective(&self, x: &Matrix, y: &[f64], loss: LossKind, lambda: f64) -> Result<f64> {
-        if y.len() != x.nrows() {
+        if y.len() != x.nrows() * self.outputs {
             return Err(CvxnnError::Shape(format!(
-                "{} targets for {} samples",
+                "{} target values for {} samples and {} output(s)",
                 y.len(),
-                x.nrows()
+                x.nrows(),
+                self.outputs
             )));
         }
         let z = self.forward(x)?;
         let decay: f64 = (0..self.neurons())
             .map(|j| {
                 let u = self.hidden.col(j);
-                crate::linalg::dot(u, u) + self.alpha[j] * self.alpha[j]
+                let a = self.output_weights(j);
+                crate::linalg::dot(u, u) + crate::linalg::dot(a, a)
             })
             .sum();
-        Ok(loss.value(&z, y) + 0.5 * lambda * decay)
+        Ok(loss.value(&z, y, self.outputs) + 0.5 * lambda * decay)
     }
+}
+
+/// Neurons `(u, alpha)` of one `d x c` block by its SVD: `sqrt(s) a` and `sqrt(s) b` for every
+/// singular triple `(s, a, b)` with `s` above rounding (`1e-12` of the largest).
+fn block_neurons(z: &Matrix) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    if z.as_slice().iter().all(|&v| v == 0.0) {
+        return Ok(Vec::new());
+    }
+    let svd = z
+        .as_ref()
+        .thin_svd()
+        .map_err(|_| CvxnnError::Numerical("SVD of a shared-output block failed".into()))?;
+    let (u, s, v) = (svd.U(), svd.S().column_vector(), svd.V());
+    let top = (0..s.nrows()).map(|r| s[r]).fold(0.0, f64::max);
+    Ok((0..s.nrows())
+        .filter(|&r| s[r] > 1e-12 * top)
+        .map(|r| {
+            let w = s[r].sqrt();
+            (
+                (0..z.nrows()).map(|a| w * u[(a, r)]).collect(),
+                (0..z.ncols()).map(|b| w * v[(b, r)]).collect(),
+            )
+        })
+        .collect())
 }

@@ -4,8 +4,10 @@
 //! Solvers only see [`LinearMap`]; CNN and Fourier operators will be further implementors.
 
 mod arrangement;
+mod outputs;
 
 pub use arrangement::{ArrangementOperator, Layout};
+pub use outputs::OutputBlocks;
 
 /// A linear map `K` from variables (length [`LinearMap::n_vars`]) to an image (length
 /// [`LinearMap::image_len`]), with its adjoint. Results must not depend on the thread count.

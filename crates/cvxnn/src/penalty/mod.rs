@@ -1,5 +1,44 @@
 //! Regularizers. The two-layer programs use a group-L2 penalty over contiguous groups of equal
-//! size (one group per pattern and sign: a column of the `d x G` variable matrix).
+//! size (one group per pattern and sign: a column of the `d x G` variable matrix); the
+//! shared-neuron vector-output model uses a nuclear norm per pattern block ([`NuclearNorm`]).
+//! The first-order solver sees a [`Regularizer`].
+
+mod nuclear;
+
+pub use nuclear::NuclearNorm;
+
+/// What R-FISTA and the dual bound need from a penalty `lambda * sum_g N(x_g)`.
+pub trait Regularizer: Sync {
+    /// Regularization strength.
+    fn lambda(&self) -> f64;
+    /// Penalty value.
+    fn value(&self, x: &[f64]) -> f64;
+    /// `out = prox_{step * penalty}(x)`.
+    fn prox(&self, x: &[f64], step: f64, out: &mut [f64]);
+    /// Largest dual norm of a gradient's groups: `theta` is dual feasible when this is at most
+    /// `lambda` for `grad = K^T theta` (and it gives `lambda_max` at zero).
+    fn dual_norm(&self, g: &[f64]) -> f64;
+    /// Number of groups with a non-zero entry.
+    fn active_groups(&self, x: &[f64]) -> usize;
+}
+
+impl Regularizer for GroupL2 {
+    fn lambda(&self) -> f64 {
+        self.lambda
+    }
+    fn value(&self, x: &[f64]) -> f64 {
+        GroupL2::value(self, x)
+    }
+    fn prox(&self, x: &[f64], step: f64, out: &mut [f64]) {
+        GroupL2::prox(self, x, step, out)
+    }
+    fn dual_norm(&self, g: &[f64]) -> f64 {
+        GroupL2::dual_norm(self, g)
+    }
+    fn active_groups(&self, x: &[f64]) -> usize {
+        GroupL2::active_groups(self, x)
+    }
+}
 
 /// `lambda * sum_g ||x_g||_2` over contiguous groups of `group_size` entries.
 #[derive(Clone, Copy, Debug, PartialEq)]

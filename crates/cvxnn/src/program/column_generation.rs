@@ -244,7 +244,7 @@ pub fn solve_column_generation(
                 }
             }
             let mut theta = vec![0.0; n];
-            loss.grad(&z, y, &mut theta);
+            loss.grad(&z, y, 1, &mut theta);
             let found = search_patterns(
                 x,
                 &theta,
@@ -374,7 +374,7 @@ pub fn solve_column_generation(
         // The oracle at the solver's point (same working set), started from its neurons too.
         let z = program.predict(&vars)?;
         let mut theta = vec![0.0; n];
-        loss.grad(&z, y, &mut theta);
+        loss.grad(&z, y, 1, &mut theta);
         let found = search_patterns(
             x,
             &theta,
@@ -490,10 +490,19 @@ pub fn solve_column_generation(
     // nothing to a heuristic.)
     let z = program.predict(&solution.x)?;
     let mut theta = vec![0.0; n];
-    loss.grad(&z, y, &mut theta);
+    loss.grad(&z, y, 1, &mut theta);
     let found = search_patterns(x, &theta, Some(&active_columns(&solution.x, d)), &cg.oracle)?;
     oracle_ratio = found.max_value / lambda;
-    let searched_bound = dual_bound(loss, y, &theta, found.max_value, lambda);
+    let searched_bound = dual_bound(
+        crate::solver::fista::LossImage {
+            loss,
+            y,
+            outputs: 1,
+        },
+        &theta,
+        found.max_value,
+        lambda,
+    );
     if end == ColumnGenerationEnd::NoViolationFound
         && found.max_value > lambda * (1.0 + settings.tol.max(cg.round_tol))
     {
@@ -529,6 +538,7 @@ fn prune(net: Network) -> Network {
         hidden: Matrix::from_col_major(d, keep.len(), hidden)
             .unwrap_or_else(|| Matrix::zeros(d, 0)),
         alpha: keep.iter().map(|&j| net.alpha[j]).collect(),
+        outputs: 1,
         gates: None,
     }
 }
@@ -564,6 +574,7 @@ fn empty_network(d: usize) -> Network {
     Network {
         hidden: Matrix::zeros(d, 0),
         alpha: Vec::new(),
+        outputs: 1,
         gates: None,
     }
 }
@@ -591,6 +602,7 @@ fn grow(
     Network {
         hidden: Matrix::from_col_major(d, m, hidden).unwrap_or_else(|| Matrix::zeros(d, 0)),
         alpha,
+        outputs: 1,
         gates: None,
     }
 }

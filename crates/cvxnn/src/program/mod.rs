@@ -12,6 +12,30 @@ pub enum ModelKind {
     Relu,
 }
 
+/// How a program with several outputs connects its neurons to them (DESIGN section 1,
+/// "Multiple outputs").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputMode {
+    /// Each hidden neuron feeds one output: a group-L2 penalty per (pattern, output) column.
+    /// Exact for that architecture (ReLU and gated ReLU).
+    #[default]
+    Separate,
+    /// Every hidden neuron feeds all outputs. For gated ReLU the exact program penalizes each
+    /// pattern's `d x c` block by its nuclear norm (Sahiner et al., ICLR 2021); for ReLU that
+    /// penalty is cone-constrained and NP-hard in general.
+    Shared,
+}
+
+impl std::fmt::Display for OutputMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputMode::Separate => "separate",
+            OutputMode::Shared => "shared",
+        })
+    }
+}
+
 pub mod column_generation;
 pub mod polish;
 mod two_layer;

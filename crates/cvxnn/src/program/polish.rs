@@ -47,6 +47,9 @@ pub fn polish(
     tight_rows: &TightRows<'_>,
 ) -> Option<Face> {
     let (x, y, masks, loss, lambda) = (p.x(), p.y(), p.masks(), p.loss(), p.lambda());
+    if p.outputs() != 1 {
+        return None;
+    }
     let np = masks.len();
     let groups = weights.ncols();
     let group = |g: usize| if g < np { (g, 1.0) } else { (g - np, -1.0) };
@@ -162,7 +165,7 @@ pub fn polish(
     };
     let value = |w: &[f64]| -> f64 {
         let z = b.matvec(w);
-        loss.value(&z, y) + lambda * group_norms(w).iter().sum::<f64>()
+        loss.value(&z, y, 1) + lambda * group_norms(w).iter().sum::<f64>()
     };
     let gradient = |w: &[f64], dl: &[f64], norms: &[f64]| -> Vec<f64> {
         let mut gr: Vec<f64> = (0..m)
@@ -349,6 +352,9 @@ fn loss_derivatives(loss: LossKind, z: &[f64], y: &[f64]) -> (Vec<f64>, Vec<f64>
             z.iter().zip(y).map(|(a, b)| a - b).collect(),
             vec![1.0; z.len()],
         ),
+        // `polish` runs on one output only, which cross-entropy never has; NaN would fail every
+        // finiteness check downstream.
+        LossKind::CrossEntropy => (vec![f64::NAN; z.len()], vec![f64::NAN; z.len()]),
         LossKind::Logistic => z
             .iter()
             .zip(y)

@@ -7,7 +7,6 @@
 use super::fista::{fista, initial_step, Control, ImageFunction, LossImage};
 use super::{relative_gap, Multipliers, Progress, Solution, SolverSettings, Status};
 use crate::certificate::dual_bound;
-use crate::loss::LossKind;
 use crate::operator::LinearMap;
 use crate::penalty::GroupL2;
 
@@ -23,15 +22,14 @@ const RHO_GROWTH: f64 = 10.0;
 
 /// `phi(z, c) = h(z) + (rho/2) ||(gamma/rho - c)_+||^2`.
 struct AugmentedImage<'a> {
-    loss: LossKind,
-    y: &'a [f64],
+    data: LossImage<'a>,
     gamma: &'a [f64],
     rho: f64,
 }
 
 impl ImageFunction for AugmentedImage<'_> {
     fn value(&self, img: &[f64]) -> f64 {
-        let n = self.y.len();
+        let n = self.data.y.len();
         let (z, c) = img.split_at(n);
         let pen: f64 = c
             .iter()
@@ -41,11 +39,11 @@ impl ImageFunction for AugmentedImage<'_> {
                 v * v
             })
             .sum();
-        self.loss.value(z, self.y) + pen / (2.0 * self.rho)
+        self.data.value(z) + pen / (2.0 * self.rho)
     }
 
     fn value_grad(&self, img: &[f64], grad: &mut [f64]) -> f64 {
-        let n = self.y.len();
+        let n = self.data.y.len();
         let (z, c) = img.split_at(n);
         let (gz, gc) = grad.split_at_mut(n);
         let mut pen = 0.0;
@@ -54,7 +52,7 @@ impl ImageFunction for AugmentedImage<'_> {
             pen += v * v;
             *g = -v;
         }
-        self.loss.value_grad(z, self.y, gz) + pen / (2.0 * self.rho)
+        self.data.value_grad(z, gz) + pen / (2.0 * self.rho)
     }
 }
 
@@ -63,7 +61,7 @@ impl AugmentedImage<'_> {
     /// (`[theta; mu]`, `mu <= 0`), rescaled by `s = min(1, lambda / max_group_norm)`:
     /// `-h*(s theta) - q*(s mu)` with `q*(mu) = sum_k (mu_k gamma_k + mu_k^2 / 2) / rho`.
     fn dual_value(&self, grad_image: &[f64], max_group_norm: f64, lambda: f64) -> f64 {
-        let n = self.y.len();
+        let n = self.data.y.len();
         let s = if max_group_norm > lambda {
             lambda / max_group_norm
         } else {
@@ -79,7 +77,7 @@ impl AugmentedImage<'_> {
             })
             .sum::<f64>()
             / self.rho;
-        dual_bound(self.loss, self.y, theta, max_group_norm, lambda) - q
+        dual_bound(self.data, theta, max_group_norm, lambda) - q
     }
 }
 
@@ -123,15 +121,16 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     let start = std::time::Instant::now();
     let (loss, y) = (data.loss, data.y);
     let n = y.len();
+    let samples = n / data.outputs.max(1);
 
     let mut gamma = vec![0.0; map.image_len() - n];
-    let mut rho = settings.rho_init / n.max(1) as f64;
+    let mut rho = settings.rho_init / samples.max(1) as f64;
     if let Some(w) = warm.filter(|w| w.gamma.len() == gamma.len() && w.rho > 0.0) {
         gamma.copy_from_slice(&w.gamma);
         rho = w.rho;
     }
     let mut x = x0.to_vec();
-    let mut step = initial_step(map, loss.curvature(n).max(rho));
+    let mut step = initial_step(map, loss.curvature(samples).max(rho));
     let mut inner_tol = 1e-2f64.max(settings.tol);
     let mut prev_violation = f64::INFINITY;
     let mut best_dual = f64::NEG_INFINITY;
@@ -146,8 +145,7 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     };
     let status = loop {
         let phi = AugmentedImage {
-            loss,
-            y,
+            data,
             gamma: &gamma,
             rho,
         };
@@ -156,14 +154,13 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         let mut monitor = |it: &super::fista::Iterate<'_>| {
             let (z, c) = it.image.split_at(n);
             let dual = dual_bound(
-                loss,
-                y,
+                data,
                 &it.grad_image[..n],
                 penalty.dual_norm(it.grad),
                 penalty.lambda,
             );
             best_dual = best_dual.max(dual);
-            let objective = loss.value(z, y) + penalty.value(it.y);
+            let objective = data.value(z) + penalty.value(it.y);
             last = Progress {
                 iteration: total + it.iteration,
                 objective,
@@ -194,7 +191,7 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         if !out.stopped {
             // The last point was never shown to the monitor: describe the point we return.
             let (z, c) = out.image.split_at(n);
-            last.objective = loss.value(z, y) + penalty.value(&x);
+            last.objective = data.value(z) + penalty.value(&x);
             last.violation = relative_violation(c);
             last.relative_gap = relative_gap(last.objective, best_dual);
             last.iteration = total;

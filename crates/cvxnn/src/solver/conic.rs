@@ -278,6 +278,12 @@ pub fn solve_conic(p: &ConicProblem, s: &ConicSettings) -> Result<ConicSolution>
 /// Checks shapes, domains and settings before anything is built.
 fn validate(p: &ConicProblem, s: &ConicSettings) -> Result<()> {
     let (n, d) = (p.x.nrows(), p.x.ncols());
+    if p.loss == LossKind::CrossEntropy {
+        return Err(CvxnnError::arg(
+            "solver",
+            "the conic solver takes one output (squared or logistic loss); use the first-order solver for cross-entropy",
+        ));
+    }
     if p.y.len() != n {
         return Err(CvxnnError::Shape(format!(
             "x has {n} rows but y has {} entries",
@@ -381,11 +387,11 @@ impl Layout {
         let ncols = col_loss
             + match p.loss {
                 LossKind::Squared => n,
-                LossKind::Logistic => 2 * n,
+                LossKind::Logistic | LossKind::CrossEntropy => 2 * n,
             };
         let rows_loss = match p.loss {
             LossKind::Squared => n,
-            LossKind::Logistic => 6 * n,
+            LossKind::Logistic | LossKind::CrossEntropy => 6 * n,
         };
         let rows_nn = match p.model {
             ModelKind::GatedRelu => 0,
@@ -434,7 +440,7 @@ fn build_constraints(
     let mut nnz = l.groups /* s_g */ + l.groups * d /* SOC rows of u_g */;
     nnz += match p.loss {
         LossKind::Squared => n,
-        LossKind::Logistic => 4 * n,
+        LossKind::Logistic | LossKind::CrossEntropy => 4 * n,
     };
     for g in 0..l.groups {
         let (i, _) = l.group(g);
@@ -557,7 +563,7 @@ fn build_objective(p: &ConicProblem, l: &Layout) -> (CscMatrix<f64>, Vec<f64>) {
             let rowval = (l.col_loss..l.col_loss + n).collect();
             CscMatrix::new(l.ncols, l.ncols, colptr, rowval, vec![inv_n; n])
         }
-        LossKind::Logistic => {
+        LossKind::Logistic | LossKind::CrossEntropy => {
             q[l.col_loss..l.col_loss + n].fill(inv_n);
             CscMatrix::zeros((l.ncols, l.ncols))
         }
@@ -581,34 +587,13 @@ fn predictions(p: &ConicProblem, weights: &Matrix) -> Vec<f64> {
     z
 }
 
-/// Mean loss `(1/n) sum_j loss(z_j, y_j)`.
-fn mean_loss(loss: LossKind, z: &[f64], y: &[f64]) -> f64 {
-    let total: f64 = z
-        .iter()
-        .zip(y)
-        .map(|(&zj, &yj)| match loss {
-            LossKind::Squared => 0.5 * (zj - yj) * (zj - yj),
-            LossKind::Logistic => {
-                let m = -yj * zj;
-                // log(1 + exp(m)), stable for both signs of m.
-                if m > 0.0 {
-                    m + (-m).exp().ln_1p()
-                } else {
-                    m.exp().ln_1p()
-                }
-            }
-        })
-        .sum();
-    total / z.len() as f64
-}
-
 /// The objective of DESIGN section 0 at `weights`.
 fn objective(p: &ConicProblem, weights: &Matrix) -> f64 {
     let z = predictions(p, weights);
     let penalty: f64 = (0..weights.ncols())
         .map(|g| crate::linalg::norm2(weights.col(g)))
         .sum();
-    mean_loss(p.loss, &z, p.y) + p.lambda * penalty
+    p.loss.value(&z, p.y, 1) + p.lambda * penalty
 }
 
 #[cfg(test)]
@@ -689,7 +674,7 @@ mod tests {
             .zip(y)
             .map(|(&zj, &yj)| match loss {
                 LossKind::Squared => zj - yj,
-                LossKind::Logistic => -yj / (1.0 + (yj * zj).exp()),
+                LossKind::Logistic | LossKind::CrossEntropy => -yj / (1.0 + (yj * zj).exp()),
             })
             .collect()
     }
@@ -855,7 +840,7 @@ mod tests {
         for loss in [LossKind::Squared, LossKind::Logistic] {
             let (x, y, masks) = data(7, 20, 3, 6, loss);
             let lambda = 1.01 * lambda_max(&x, &y, &masks, loss);
-            let loss0 = mean_loss(loss, &vec![0.0; y.len()], &y);
+            let loss0 = loss.value(&vec![0.0; y.len()], &y, 1);
             for model in [ModelKind::GatedRelu, ModelKind::Relu] {
                 let p = problem(&x, &y, &masks, loss, model, lambda);
                 let sol = solve_conic(&p, &ConicSettings::default()).unwrap();

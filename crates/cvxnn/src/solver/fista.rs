@@ -8,7 +8,7 @@ use super::{relative_gap, Progress, Solution, SolverSettings, Status};
 use crate::certificate::dual_bound;
 use crate::loss::LossKind;
 use crate::operator::LinearMap;
-use crate::penalty::GroupL2;
+use crate::penalty::Regularizer;
 
 /// A smooth function of the operator's image.
 pub trait ImageFunction {
@@ -65,10 +65,10 @@ pub struct FistaOutput {
 }
 
 /// Runs R-FISTA from `x0` with initial step `step0` for at most `max_iter` iterations.
-pub fn fista<M: LinearMap + ?Sized, F: ImageFunction + ?Sized>(
+pub fn fista<M: LinearMap + ?Sized, F: ImageFunction + ?Sized, R: Regularizer + ?Sized>(
     map: &M,
     phi: &F,
-    penalty: &GroupL2,
+    penalty: &R,
     x0: &[f64],
     step0: f64,
     max_iter: usize,
@@ -188,19 +188,22 @@ pub fn fista<M: LinearMap + ?Sized, F: ImageFunction + ?Sized>(
 }
 
 /// `phi(z) = h(z)`: the data-fit term of an unconstrained program.
+#[derive(Clone, Copy, Debug)]
 pub struct LossImage<'a> {
     /// The loss.
     pub loss: LossKind,
-    /// Targets.
+    /// Targets (`n x outputs`, column-major).
     pub y: &'a [f64],
+    /// Outputs per sample.
+    pub outputs: usize,
 }
 
 impl ImageFunction for LossImage<'_> {
     fn value(&self, img: &[f64]) -> f64 {
-        self.loss.value(img, self.y)
+        self.loss.value(img, self.y, self.outputs)
     }
     fn value_grad(&self, img: &[f64], grad: &mut [f64]) -> f64 {
-        self.loss.value_grad(img, self.y, grad)
+        self.loss.value_grad(img, self.y, self.outputs, grad)
     }
 }
 
@@ -220,21 +223,21 @@ pub fn initial_step<M: LinearMap + ?Sized>(map: &M, curvature: f64) -> f64 {
 /// previous solve's [`Solution::step`]); when `None` it is estimated from `||K||^2` by power
 /// iteration (20 products with `K` and `K^T`).
 #[allow(clippy::too_many_arguments)]
-pub fn solve_group_lasso<M: LinearMap + ?Sized>(
+pub fn solve_group_lasso<M: LinearMap + ?Sized, R: Regularizer + ?Sized>(
     map: &M,
-    loss: LossKind,
-    y: &[f64],
-    penalty: &GroupL2,
+    data: LossImage<'_>,
+    penalty: &R,
     x0: &[f64],
     settings: &SolverSettings,
     step0: Option<f64>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Solution {
     let start = std::time::Instant::now();
-    let phi = LossImage { loss, y };
+    let phi = data;
+    let (loss, y, outputs) = (data.loss, data.y, data.outputs);
     let step0 = step0
         .filter(|s| s.is_finite() && *s > 0.0)
-        .unwrap_or_else(|| initial_step(map, loss.curvature(y.len())));
+        .unwrap_or_else(|| initial_step(map, loss.curvature(y.len() / outputs.max(1))));
     let mut best_dual = f64::NEG_INFINITY;
     let mut trace = Vec::new();
     let mut last = Progress {
@@ -247,11 +250,10 @@ pub fn solve_group_lasso<M: LinearMap + ?Sized>(
     let mut monitor = |it: &Iterate<'_>| {
         let primal = it.smooth_value + penalty.value(it.y);
         let dual = dual_bound(
-            loss,
-            y,
+            data,
             it.grad_image,
             penalty.dual_norm(it.grad),
-            penalty.lambda,
+            penalty.lambda(),
         );
         best_dual = best_dual.max(dual);
         last = Progress {

@@ -60,6 +60,7 @@ pub fn problem(n: usize, d: usize, loss: LossKind, seed: u64) -> (Matrix, Vec<f6
                     -1.0
                 }
             }
+            LossKind::CrossEntropy => panic!("one-output generator"),
         });
     }
     (Matrix::from_rows(&rows, d).expect("rectangular rows"), y)
@@ -88,6 +89,7 @@ pub fn loss_name(loss: LossKind) -> &'static str {
     match loss {
         LossKind::Squared => "squared",
         LossKind::Logistic => "logistic",
+        LossKind::CrossEntropy => "cross-entropy",
     }
 }
 

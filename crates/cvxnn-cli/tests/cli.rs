@@ -461,11 +461,17 @@ fn non_numeric_cell_names_line_and_column() {
         &[],
         &[&shown(&p), "line 3", "column `b`", "\"abc\""],
     );
-    // An empty cell, and a bad target cell.
+    // An empty cell, and a bad target cell for a regression (a text target is otherwise read
+    // as class labels).
     let p = tmp.write("e.csv", "a,b,y\n1,2,3\n4,,6\n");
     train_fails(&p, "", &[], &["line 3", "column `b`", "empty"]);
     let p = tmp.write("t.csv", "a,b,y\n1,2,3\n4,5,x\n");
-    train_fails(&p, "", &[], &["line 3", "column `y`", "\"x\""]);
+    train_fails(
+        &p,
+        "--task regression",
+        &[],
+        &["line 3", "column `y`", "\"x\""],
+    );
 }
 
 #[test]

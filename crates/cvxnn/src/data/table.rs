@@ -100,12 +100,13 @@ pub(super) fn parse_finite(cell: &str) -> Option<f64> {
 ///
 /// Cells are trimmed of surrounding whitespace (quoted cells are unquoted first); blank lines are
 /// skipped. Every feature cell must parse as a finite number (`nan`, `inf` and overflowing
-/// numbers are rejected). Target cells are kept as text (any non-empty label); whether they must
-/// be numbers depends on the task (see [`TargetColumn::values`]). Errors name the file, the
+/// numbers are rejected). Target cells are kept as text (any label that is neither empty nor a
+/// NaN or infinite number); whether they must be numbers depends on the task (see
+/// [`TargetColumn::values`]). Errors name the file, the
 /// 1-based line (the header is line 1) and the column:
 /// a missing or unreadable file ([`CvxnnError::Io`]); an empty file, a header without data rows,
 /// a row with the wrong number of fields, a non-numeric, empty or non-finite feature cell, an
-/// empty target cell, a missing target column, duplicate or empty column names, or no feature column ([`CvxnnError::Data`]).
+/// empty, NaN or infinite target cell, a missing target column, duplicate or empty column names, or no feature column ([`CvxnnError::Data`]).
 pub fn read_table(path: &Path, target: &str) -> Result<Table> {
     let mut file = CsvFile::open(path)?;
     let header = file.header(path)?;
@@ -365,6 +366,10 @@ impl CsvFile {
                                 column: Some(name.clone()),
                                 message: "missing target value (empty cell)".to_string(),
                             });
+                        }
+                        if cell.parse::<f64>().is_ok_and(|v| !v.is_finite()) {
+                            // NaN or infinite: missing data rather than a class label.
+                            parse_cell(path, line, name, cell)?;
                         }
                         target.cells.push(cell.to_string());
                         target.lines.push(line);
@@ -630,6 +635,11 @@ mod tests {
         assert_eq!((line, column.as_deref()), (Some(4), Some("y")));
         assert!(message.contains("\"x\""), "{message}");
         assert_eq!(t.target.numbers(), None);
+        // NaN and infinite targets are refused even as labels.
+        let p = dir.write("nan.csv", "a,y\n1,yes\n2,NaN\n");
+        let (_, line, column, message) = expect_data_error(read_table(&p, "y"));
+        assert_eq!((line, column.as_deref()), (Some(3), Some("y")));
+        assert!(message.contains("not finite"), "{message}");
     }
 
     #[test]

@@ -104,12 +104,16 @@ pub enum PrecisionArg {
 /// The prediction task.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskArg {
-    /// Binary when the target has exactly two values, else regression.
+    /// Numeric target: binary for exactly two values, else regression; labels: binary for two,
+    /// multiclass for more.
     Auto,
     /// Real-valued target.
     Regression,
-    /// Two label values, mapped to -1 (smaller) and +1 (larger).
+    /// Two labels (any strings), mapped in sorted order (numeric when both are numbers) to -1
+    /// and +1.
     Binary,
+    /// Two or more class labels (one output per class; training not wired yet).
+    Multiclass,
 }
 
 /// The convex program.

@@ -58,6 +58,7 @@ pub(crate) fn task_arg(t: TaskArg) -> Option<Task> {
         TaskArg::Auto => None,
         TaskArg::Regression => Some(Task::Regression),
         TaskArg::Binary => Some(Task::Binary),
+        TaskArg::Multiclass => Some(Task::Multiclass),
     }
 }
 
@@ -277,6 +278,8 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
     if let Some(t) = &r.test {
         s += &format!("  test         {}\n", metrics_line(t));
     }
+    let (split, m) = r.test.as_ref().map_or(("train", &r.train), |t| ("test", t));
+    s += &confusion_lines(split, m);
     if let Some(dir) = &a.out {
         s += &format!("  saved        {}\n", dir.display());
     }
@@ -294,7 +297,55 @@ pub(crate) fn metrics_line(m: &cvxnn::estimator::Metrics) -> String {
     if let Some(v) = m.accuracy {
         parts.push(format!("accuracy {v:.4}"));
     }
+    if let Some(v) = m.balanced_accuracy {
+        parts.push(format!("balanced accuracy {v:.4}"));
+    }
     parts.join("  ")
+}
+
+/// The confusion matrix of `m` as summary lines (rows true, columns predicted), for at most 10
+/// classes; empty otherwise (report.json always has it).
+pub(crate) fn confusion_lines(split: &str, m: &cvxnn::estimator::Metrics) -> String {
+    let Some(cm) = &m.confusion else {
+        return String::new();
+    };
+    if cm.labels.len() > 10 {
+        return String::new();
+    }
+    let width = |s: &str| s.chars().count();
+    let label_w = cm.labels.iter().map(|l| width(l)).max().unwrap_or(0);
+    let count_w = cm
+        .counts
+        .iter()
+        .flatten()
+        .map(|c| c.to_string().len())
+        .max()
+        .unwrap_or(1);
+    let mut s = format!(
+        "  confusion    {split} (rows true, columns predicted: {})\n",
+        cm.labels.join(", ")
+    );
+    for (label, row) in cm.labels.iter().zip(&cm.counts) {
+        let cells: Vec<String> = row.iter().map(|c| format!("{c:>count_w$}")).collect();
+        let pad = label_w - width(label);
+        s += &format!(
+            "               {label}{}  {}\n",
+            " ".repeat(pad),
+            cells.join(" ")
+        );
+    }
+    s
+}
+
+/// `field` as one CSV cell: quoted (inner quotes doubled) when it holds a comma, a quote, a line
+/// break or surrounding whitespace.
+fn csv_cell(field: &str) -> String {
+    let special = field.contains([',', '"', '\n', '\r']) || field.trim() != field;
+    if special {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
 }
 
 fn run_predict(a: PredictArgs) -> Result<()> {
@@ -306,22 +357,28 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     let model = TrainedModel::load(&a.model)?;
     let (x, target) = read_features(&a.data, &model.meta.feature_names, &model.meta.target)?;
     let pred = model.predict(&x)?;
+    // Metrics first: a target the model cannot read (an unknown label) stops before any output.
+    let metrics = match &target {
+        Some(t) => Some(model.metrics(&x, t)?),
+        None => None,
+    };
     let mut text = String::from("prediction\n");
-    for p in &pred {
-        text += &format!("{p}\n");
+    for p in pred.to_strings() {
+        text += &csv_cell(&p);
+        text.push('\n');
     }
     match &a.out {
         Some(path) => write_file(path, &text)?,
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
-    if let Some(t) = target {
-        let m = cvxnn::estimator::metrics(model.meta.task, &pred, &t);
+    if let Some(m) = metrics {
         eprintln!(
             "{} rows; against `{}`: {}",
             pred.len(),
             model.meta.target,
             metrics_line(&m)
         );
+        eprint!("{}", confusion_lines("data", &m));
     }
     Ok(())
 }
@@ -356,7 +413,10 @@ fn run_info(a: InfoArgs) -> Result<()> {
         m.standardize, m.bias
     );
     if let Some(l) = &m.labels {
-        println!("labels       {} -> -1, {} -> +1", l.negative, l.positive);
+        match (m.task, l.labels()) {
+            (Task::Binary, [neg, pos]) => println!("labels       {neg} -> -1, {pos} -> +1"),
+            (_, all) => println!("labels       {} classes: {}", all.len(), all.join(", ")),
+        }
     }
     let report = a.model.join("report.json");
     if let Ok(text) = std::fs::read_to_string(&report) {

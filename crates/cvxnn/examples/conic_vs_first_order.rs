@@ -30,7 +30,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let patterns: usize = args[3].parse()?;
     let max_iter: usize = args[4].parse()?;
     let task = Task::infer(&table.target);
-    let (mut y, _) = encode_target(task, &table.target, &table.path, "y")?;
+    let encoded = encode_target(task, &table.target)?;
+    let mut y = encoded.program_targets(&(0..table.target.len()).collect::<Vec<_>>());
     let loss = match task {
         Task::Binary => LossKind::Logistic,
         Task::Regression => {
@@ -38,6 +39,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             y.iter_mut().for_each(|v| *v /= scale);
             LossKind::Squared
         }
+        Task::Multiclass => return Err("multiclass targets: not supported by this example".into()),
     };
     let x = add_bias(&Standardizer::fit(&table.features).transform(&table.features)?);
     let pats = sample_patterns(&x, patterns, 0)?;

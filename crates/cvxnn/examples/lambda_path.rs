@@ -30,8 +30,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let patterns: usize = args[2].parse()?;
     let (hi, lo): (f64, f64) = (args[3].parse()?, args[4].parse()?);
     let points: usize = args[5].parse::<usize>()?.max(2);
-    let scale = target_scale(Task::Regression, true, &table.target);
-    let y: Vec<f64> = table.target.iter().map(|v| v / scale).collect();
+    let target = table.target.values()?;
+    let scale = target_scale(Task::Regression, true, &target);
+    let y: Vec<f64> = target.iter().map(|v| v / scale).collect();
     let x = add_bias(&Standardizer::fit(&table.features).transform(&table.features)?);
     let masks = sample_patterns(&x, patterns, 0)?.masks;
     let settings = SolverSettings::default();

@@ -17,7 +17,8 @@ use crate::program::ModelKind;
 /// (`cvxnn baseline`), except `gradient.record_every`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BaselineConfig {
-    /// Regression or binary classification; `None` infers it from the target.
+    /// Regression or binary classification (multiclass is not wired yet); `None` infers it from
+    /// the target.
     pub task: Option<Task>,
     /// Data-fit term; `None` picks squared for regression, logistic for binary.
     pub loss: Option<LossKind>,
@@ -139,6 +140,7 @@ pub fn train_baseline(
         target_scale,
         standardizer,
         x,
+        ..
     } = prepare_training_data(
         table,
         cfg.task,
@@ -149,6 +151,9 @@ pub fn train_baseline(
         cfg.test_fraction,
         seed,
     )?;
+    if task == Task::Multiclass {
+        return Err(crate::estimator::multiclass_not_wired());
+    }
     let out = train_gradient(&x, &y_train, loss, cfg.lambda, &cfg.gradient)?;
     let mut raw = RawNetwork::from_network(
         &out.network,
@@ -177,13 +182,12 @@ pub fn train_baseline(
         labels,
     };
     let model = TrainedModel { meta, network: raw };
-    let targets = |idx: &[usize]| idx.iter().map(|&i| table.target[i]).collect::<Vec<f64>>();
-    let train = model.metrics(&x_train_raw, &targets(&train_idx))?;
+    let train = model.metrics(&x_train_raw, &table.target.select(&train_idx))?;
     let test = if test_idx.is_empty() {
         None
     } else {
         let xt = table.features.select_rows(&test_idx);
-        Some(model.metrics(&xt, &targets(&test_idx))?)
+        Some(model.metrics(&xt, &table.target.select(&test_idx))?)
     };
     let report = BaselineReport {
         method: "gradient".into(),
@@ -282,7 +286,7 @@ mod tests {
         let x = design_matrix(&xr, &model.meta.standardizer, true).unwrap();
         let y: Vec<f64> = idx
             .iter()
-            .map(|&i| t.target[i] / model.meta.target_scale)
+            .map(|&i| t.target.values().unwrap()[i] / model.meta.target_scale)
             .collect();
         let mut net = model
             .network

@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::certificate::OracleSettings;
 use crate::data::{
-    add_bias, encode_target, train_test_split, BinaryLabels, Standardizer, Table, Task,
+    add_bias, argmax_classes, binary_class, encode_target, train_test_split, ClassLabels,
+    EncodedTarget, Standardizer, Table, TargetColumn, Task,
 };
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
+pub use crate::metrics::{classification_metrics, regression_metrics, ConfusionMatrix, Metrics};
 use crate::network::{Network, RawNetwork};
 use crate::patterns::PatternSet;
 use crate::patterns::{exact, patterns_from_gates, sample_patterns, GatedPatterns, Masks};
@@ -149,7 +151,8 @@ impl SolverChoice {
 /// Everything `train` needs besides the data. Defaults match the CLI's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
-    /// Regression or binary classification; `None` infers it from the target.
+    /// Regression, binary or multiclass classification; `None` infers it from the target
+    /// ([`Task::infer`]).
     pub task: Option<Task>,
     /// Which convex program.
     pub model: ModelKind,
@@ -227,20 +230,6 @@ pub struct ColumnGenerationReport {
     pub init_seconds: Option<f64>,
     /// Trajectory: patterns, objective, oracle ratio per round.
     pub rounds: Vec<ColumnGenerationRound>,
-}
-
-/// Train/test quality of the network's predictions.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    /// Mean squared error (regression), in the target's units.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mse: Option<f64>,
-    /// Coefficient of determination (regression).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub r2: Option<f64>,
-    /// Fraction of correct labels (classification).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub accuracy: Option<f64>,
 }
 
 /// What a training run measured; written to `report.json`.
@@ -355,9 +344,52 @@ pub struct ModelMeta {
     pub bias: bool,
     /// Factor the (regression) targets were divided by before solving; 1 when not scaled.
     pub target_scale: f64,
-    /// The two label values of a binary task.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BinaryLabels>,
+    /// The class labels of a classification task, in class order (binary: the first is encoded
+    /// -1, the second +1). Older files' `{"negative": .., "positive": ..}` is read too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<ClassLabels>,
+}
+
+/// What [`TrainedModel::predict`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Predictions {
+    /// Regression: values in the target's units.
+    Values(Vec<f64>),
+    /// Classification: the original class labels.
+    Labels(Vec<String>),
+}
+
+impl Predictions {
+    /// Number of predictions.
+    pub fn len(&self) -> usize {
+        match self {
+            Predictions::Values(v) => v.len(),
+            Predictions::Labels(l) => l.len(),
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every prediction as text: values as Rust prints an `f64` (shortest round-trip form),
+    /// labels as they are.
+    pub fn to_strings(&self) -> Vec<String> {
+        match self {
+            Predictions::Values(v) => v.iter().map(f64::to_string).collect(),
+            Predictions::Labels(l) => l.clone(),
+        }
+    }
+}
+
+/// The error multiclass training returns until the multi-output programs are wired in.
+pub(crate) fn multiclass_not_wired() -> CvxnnError {
+    CvxnnError::arg(
+        "task",
+        "multiclass training: not yet wired (the multi-output convex programs are in progress; \
+         use --task binary for two classes)",
+    )
 }
 
 /// A trained model: metadata plus the network on raw features.
@@ -426,6 +458,12 @@ pub fn train(
             "init",
             "a warm start needs --patterns adaptive (column generation)",
         ));
+    }
+    if data.task == Task::Multiclass {
+        // Here `data.y_train` is the one-hot `n x c` matrix (column-major) and `data.outputs`
+        // is `c`: the programs below take them once they have multiple outputs.
+        debug_assert_eq!(data.y_train.len(), data.x.nrows() * data.outputs);
+        return Err(multiclass_not_wired());
     }
     if let PatternSource::Adaptive { initial } = patterns {
         if cfg.model != ModelKind::Relu {
@@ -568,6 +606,7 @@ fn finish_training(
         target_scale,
         standardizer,
         x,
+        ..
     } = data;
     let network = Network::from_convex(cfg.model, x.ncols(), &solution.x, gates)?;
     let network_objective = network.objective(&x, &y_train, loss, cfg.lambda)?;
@@ -603,19 +642,12 @@ fn finish_training(
         labels,
     };
     let model = TrainedModel { meta, network: raw };
-    let train_metrics = model.metrics(
-        &x_train_raw,
-        &train_idx
-            .iter()
-            .map(|&i| table.target[i])
-            .collect::<Vec<_>>(),
-    )?;
+    let train_metrics = model.metrics(&x_train_raw, &table.target.select(&train_idx))?;
     let test = if test_idx.is_empty() {
         None
     } else {
         let xt = table.features.select_rows(&test_idx);
-        let yt: Vec<f64> = test_idx.iter().map(|&i| table.target[i]).collect();
-        Some(model.metrics(&xt, &yt)?)
+        Some(model.metrics(&xt, &table.target.select(&test_idx))?)
     };
     let report = Report {
         objective: solution.objective,
@@ -667,17 +699,21 @@ fn finish_training(
 pub(crate) struct TrainingData {
     /// The task (given or inferred).
     pub task: Task,
-    /// The loss (given, or squared for regression and logistic for binary).
+    /// The loss (given, or squared for regression and multiclass, logistic for binary).
     pub loss: LossKind,
-    /// The two label values of a binary task.
-    pub labels: Option<BinaryLabels>,
+    /// The class labels of a classification task.
+    pub labels: Option<ClassLabels>,
+    /// Outputs of the network: 1 (regression, binary) or the number of classes (multiclass).
+    pub outputs: usize,
     /// Rows of the table in the training split.
     pub train_idx: Vec<usize>,
     /// Rows of the table in the test split.
     pub test_idx: Vec<usize>,
     /// Raw features of the training rows.
     pub x_train_raw: Matrix,
-    /// Encoded training targets, divided by `target_scale`.
+    /// Encoded training targets, divided by `target_scale`: values (regression), ±1 (binary) or
+    /// the one-hot `n_train x outputs` matrix stored column-major (multiclass, see
+    /// [`crate::data::one_hot`]).
     pub y_train: Vec<f64>,
     /// Factor the regression targets were divided by (1 when not scaled).
     pub target_scale: f64,
@@ -717,20 +753,11 @@ pub(crate) fn prepare_training_data(
     seed: u64,
 ) -> Result<TrainingData> {
     let task = task.unwrap_or_else(|| Task::infer(&table.target));
-    let (y_all, labels) = encode_target(task, &table.target, &table.path, &table.target_name)?;
-    let loss = loss.unwrap_or(match task {
-        Task::Regression => LossKind::Squared,
-        Task::Binary => LossKind::Logistic,
-    });
-    if loss == LossKind::Logistic && task != Task::Binary {
-        return Err(CvxnnError::arg(
-            "loss",
-            "logistic loss needs a binary task (two label values)",
-        ));
-    }
+    let encoded = encode_target(task, &table.target)?;
+    let loss = task_loss(task, loss)?;
     let (train_idx, test_idx) = train_test_split(table.features.nrows(), test_fraction, seed)?;
     let x_train_raw = table.features.select_rows(&train_idx);
-    let mut y_train: Vec<f64> = train_idx.iter().map(|&i| y_all[i]).collect();
+    let mut y_train = encoded.program_targets(&train_idx);
     let target_scale = target_scale(task, scale_target, &y_train);
     y_train.iter_mut().for_each(|v| *v /= target_scale);
     let standardizer = if standardize {
@@ -742,7 +769,8 @@ pub(crate) fn prepare_training_data(
     Ok(TrainingData {
         task,
         loss,
-        labels,
+        outputs: encoded.outputs(),
+        labels: encoded.labels().cloned(),
         train_idx,
         test_idx,
         x_train_raw,
@@ -751,6 +779,22 @@ pub(crate) fn prepare_training_data(
         standardizer,
         x,
     })
+}
+
+/// The loss of `task`: the given one, else squared for regression and multiclass (on one-hot
+/// targets) and logistic for binary. Logistic loss on another task is an invalid `loss`.
+fn task_loss(task: Task, loss: Option<LossKind>) -> Result<LossKind> {
+    let loss = loss.unwrap_or(match task {
+        Task::Binary => LossKind::Logistic,
+        Task::Regression | Task::Multiclass => LossKind::Squared,
+    });
+    if loss == LossKind::Logistic && task != Task::Binary {
+        return Err(CvxnnError::arg(
+            "loss",
+            "logistic loss needs a binary task (two label values)",
+        ));
+    }
+    Ok(loss)
 }
 
 /// `"global"` for exact patterns, `"sampled-patterns"` otherwise (column generation reports
@@ -900,20 +944,65 @@ impl TrainedModel {
         self.network.forward(raw)
     }
 
-    /// Predictions in the target's units: values for regression, the original label values for
-    /// binary classification.
-    pub fn predict(&self, raw: &Matrix) -> Result<Vec<f64>> {
-        let out = self.decision_function(raw)?;
-        Ok(match (&self.meta.task, &self.meta.labels) {
-            (Task::Binary, Some(l)) => out.iter().map(|&v| l.decode(v)).collect(),
-            _ => out,
-        })
+    /// The class labels of a classification model (a [`CvxnnError::Model`] for a regression
+    /// model or one without labels).
+    pub fn class_labels(&self) -> Result<&ClassLabels> {
+        match (&self.meta.labels, self.meta.task.is_classification()) {
+            (Some(l), true) => Ok(l),
+            _ => Err(CvxnnError::arg(
+                "model",
+                format!("a {} model has no class labels", self.meta.task),
+            )),
+        }
     }
 
-    /// Metrics of the predictions against raw targets.
-    pub fn metrics(&self, raw: &Matrix, target: &[f64]) -> Result<Metrics> {
-        let pred = self.predict(raw)?;
-        Ok(metrics(self.meta.task, &pred, target))
+    /// Predicted class indices (classification): binary `score >= 0` -> class 1
+    /// ([`crate::data::binary_class`]); multiclass the argmax of each row of the `n x c` scores
+    /// ([`crate::data::argmax_classes`], ties to the lowest index).
+    pub fn predict_classes(&self, raw: &Matrix) -> Result<Vec<usize>> {
+        let labels = self.class_labels()?;
+        let scores = self.decision_function(raw)?;
+        match self.meta.task {
+            Task::Multiclass => argmax_classes(&scores, raw.nrows(), labels.len()),
+            _ => Ok(scores.into_iter().map(binary_class).collect()),
+        }
+    }
+
+    /// Predictions: values in the target's units (regression), or the original labels
+    /// (classification).
+    pub fn predict(&self, raw: &Matrix) -> Result<Predictions> {
+        if !self.meta.task.is_classification() {
+            return Ok(Predictions::Values(self.decision_function(raw)?));
+        }
+        let labels = self.class_labels()?;
+        let classes = self.predict_classes(raw)?;
+        Ok(Predictions::Labels(
+            classes
+                .iter()
+                .map(|&k| labels.decode(k).unwrap_or_default().to_string())
+                .collect(),
+        ))
+    }
+
+    /// Metrics of the predictions against a target column: MSE and R^2 (regression; every cell
+    /// must be a number), accuracy, balanced accuracy and confusion matrix (classification; a
+    /// label that is not one of the model's classes is an error naming its line).
+    pub fn metrics(&self, raw: &Matrix, target: &TargetColumn) -> Result<Metrics> {
+        if target.len() != raw.nrows() {
+            return Err(CvxnnError::Shape(format!(
+                "{} targets for {} rows",
+                target.len(),
+                raw.nrows()
+            )));
+        }
+        if !self.meta.task.is_classification() {
+            let values = target.values()?;
+            return Ok(regression_metrics(&self.decision_function(raw)?, &values));
+        }
+        let labels = self.class_labels()?;
+        let truth = labels.encode(target)?;
+        let pred = self.predict_classes(raw)?;
+        Ok(classification_metrics(labels.labels(), &truth, &pred))
     }
 
     /// Writes `model.json` and `model.safetensors` (and `report.json` when given) into `dir`,
@@ -959,6 +1048,27 @@ impl TrainedModel {
             path: meta_path.clone(),
             message: e.to_string(),
         })?;
+        let labels_ok = match (meta.task, &meta.labels) {
+            (Task::Regression, _) => true,
+            (Task::Binary, Some(l)) => l.len() == 2,
+            (Task::Multiclass, Some(l)) => l.len() >= 2,
+            (_, None) => false,
+        };
+        if !labels_ok {
+            return Err(CvxnnError::Model {
+                path: meta_path,
+                message: format!(
+                    "a {} task needs {} class labels, found {}",
+                    meta.task,
+                    if meta.task == Task::Binary {
+                        "2"
+                    } else {
+                        "at least 2"
+                    },
+                    meta.labels.as_ref().map_or(0, ClassLabels::len)
+                ),
+            });
+        }
         let network = RawNetwork::load(&dir.join("model.safetensors"))?;
         if network.w1.ncols() != meta.feature_names.len() {
             return Err(CvxnnError::Model {
@@ -978,41 +1088,12 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| CvxnnError::io(path, e))
 }
 
-/// Metrics of predictions (in target units) against targets.
-pub fn metrics(task: Task, pred: &[f64], target: &[f64]) -> Metrics {
-    let n = target.len().max(1) as f64;
-    match task {
-        Task::Regression => {
-            let mse = pred
-                .iter()
-                .zip(target)
-                .map(|(p, t)| (p - t) * (p - t))
-                .sum::<f64>()
-                / n;
-            let mean = target.iter().sum::<f64>() / n;
-            let var = target.iter().map(|t| (t - mean) * (t - mean)).sum::<f64>() / n;
-            Metrics {
-                mse: Some(mse),
-                r2: (var > 0.0).then(|| 1.0 - mse / var),
-                accuracy: None,
-            }
-        }
-        Task::Binary => {
-            let hits = pred.iter().zip(target).filter(|(p, t)| p == t).count() as f64;
-            Metrics {
-                mse: None,
-                r2: None,
-                accuracy: Some(hits / n),
-            }
-        }
-    }
-}
-
 /// Settings of [`certify`]. Defaults: exact patterns (limit 100000), first-order solver,
 /// standardize, bias, scaled targets, no test split.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CertifyConfig {
-    /// Regression or binary; `None` infers it (ignored with a model directory's metadata).
+    /// Regression or binary (multiclass is not wired yet); `None` infers it (ignored with a
+    /// model directory's metadata).
     pub task: Option<Task>,
     /// Loss; `None` picks the metadata's, else squared for regression and logistic for binary.
     pub loss: Option<LossKind>,
@@ -1155,20 +1236,26 @@ pub fn certify(
         Some(m) => m.task,
         None => cfg.task.unwrap_or_else(|| Task::infer(&table.target)),
     };
-    let (y_all, _) = encode_target(task, &table.target, &table.path, &table.target_name)?;
-    let loss = cfg.loss.or(meta.map(|m| m.loss)).unwrap_or(match task {
-        Task::Regression => LossKind::Squared,
-        Task::Binary => LossKind::Logistic,
-    });
-    if loss == LossKind::Logistic && task != Task::Binary {
-        return Err(CvxnnError::arg(
-            "loss",
-            "logistic loss needs a binary task (two label values)",
-        ));
+    let encoded = match (meta.and_then(|m| m.labels.as_ref()), task) {
+        // A model's own labels (class order) decide the encoding.
+        (Some(labels), Task::Binary | Task::Multiclass) => {
+            let classes = labels.encode(&table.target)?;
+            let labels = labels.clone();
+            if task == Task::Binary {
+                EncodedTarget::Binary { labels, classes }
+            } else {
+                EncodedTarget::Multiclass { labels, classes }
+            }
+        }
+        _ => encode_target(task, &table.target)?,
+    };
+    if task == Task::Multiclass {
+        return Err(multiclass_not_wired());
     }
+    let loss = task_loss(task, cfg.loss.or(meta.map(|m| m.loss)))?;
     let (idx, _) = train_test_split(table.features.nrows(), cfg.test_fraction, cfg.seed)?;
     let x_raw = table.features.select_rows(&idx);
-    let mut y: Vec<f64> = idx.iter().map(|&i| y_all[i]).collect();
+    let mut y = encoded.program_targets(&idx);
     let (standardizer, bias, target_scale) = match meta {
         Some(m) => (m.standardizer.clone(), m.bias, m.target_scale),
         None => {

@@ -51,6 +51,7 @@ pub mod error;
 pub mod estimator;
 pub mod linalg;
 pub mod loss;
+pub mod metrics;
 pub mod network;
 pub mod operator;
 pub mod patterns;

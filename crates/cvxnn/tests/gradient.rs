@@ -26,16 +26,11 @@ fn diabetes() -> (Matrix, Vec<f64>) {
             .transform(&t.features)
             .unwrap(),
     );
-    let n = t.target.len() as f64;
-    let mean = t.target.iter().sum::<f64>() / n;
-    let std = (t
-        .target
-        .iter()
-        .map(|v| (v - mean) * (v - mean))
-        .sum::<f64>()
-        / n)
-        .sqrt();
-    (x, t.target.iter().map(|v| v / std).collect())
+    let target = t.target.values().unwrap();
+    let n = target.len() as f64;
+    let mean = target.iter().sum::<f64>() / n;
+    let std = (target.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    (x, target.iter().map(|v| v / std).collect())
 }
 
 fn bits(v: &[f64]) -> Vec<u64> {

@@ -1,7 +1,8 @@
 //! Data sets: CSV loading, label encoding, standardization, splits, gate files.
 //!
 //! Data flows one way through this module: a CSV file is read into a [`Table`] (raw feature
-//! matrix + target column), the target is encoded for its [`Task`] ([`encode_target`]), the rows are
+//! matrix + the target column's cells, [`TargetColumn`]), the target is encoded for its [`Task`]
+//! ([`encode_target`]: numbers, or class indices of [`ClassLabels`]), the rows are
 //! split ([`train_test_split`]), the features are standardized with statistics of the training
 //! part only ([`Standardizer`]) and a bias column is appended ([`add_bias`]). Gates for the
 //! activation patterns may be supplied by the user in a file ([`read_gates`]).
@@ -19,10 +20,13 @@ mod table;
 pub(crate) mod test_util;
 
 pub use gates::read_gates;
-pub use labels::{encode_target, BinaryLabels, Task};
+pub use labels::{
+    argmax_classes, binary_class, binary_targets, encode_target, one_hot, ClassLabels,
+    EncodedTarget, Task,
+};
 pub use split::train_test_split;
 pub use standardize::Standardizer;
-pub use table::{read_features, read_table, Table};
+pub use table::{read_features, read_table, Table, TargetColumn};
 
 use crate::linalg::Matrix;
 

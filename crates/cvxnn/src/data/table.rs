@@ -1,4 +1,5 @@
-//! CSV tables with a header row: a named target column and numeric feature columns.
+//! CSV tables with a header row: a named target column (numbers or class labels) and numeric
+//! feature columns.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,19 +18,95 @@ pub struct Table {
     pub features: Matrix,
     /// Name of the target column.
     pub target_name: String,
-    /// The `n` raw target values.
-    pub target: Vec<f64>,
+    /// The `n` raw target cells (numbers for regression, any labels for classification).
+    pub target: TargetColumn,
+}
+
+/// A target column as read from a file: the trimmed text of every cell and the line it came
+/// from, so that the target can be read as numbers (regression) or as class labels
+/// (classification), and errors can name the file, line and column.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TargetColumn {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The column's name.
+    pub name: String,
+    /// The trimmed cells, one per data row, never empty.
+    pub cells: Vec<String>,
+    /// The 1-based line of each cell in the file (the header is line 1).
+    pub lines: Vec<usize>,
+}
+
+impl TargetColumn {
+    /// A column of numbers (as if read from `path`, lines counted from 2), e.g. to build a
+    /// [`Table`] in code.
+    pub fn from_values(path: impl Into<PathBuf>, name: &str, values: &[f64]) -> TargetColumn {
+        TargetColumn {
+            path: path.into(),
+            name: name.to_string(),
+            cells: values.iter().map(|v| v.to_string()).collect(),
+            lines: (2..values.len() + 2).collect(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The 1-based line of row `i` (`None` when unknown).
+    pub fn line(&self, i: usize) -> Option<usize> {
+        self.lines.get(i).copied()
+    }
+
+    /// Every cell as a finite number; otherwise a [`CvxnnError::Data`] naming the file, the line
+    /// and the column of the first cell that is not one.
+    pub fn values(&self) -> Result<Vec<f64>> {
+        self.cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| parse_cell(&self.path, self.line(i).unwrap_or(0), &self.name, c))
+            .collect()
+    }
+
+    /// Every cell as a finite number, or `None` when some cell is not one.
+    pub fn numbers(&self) -> Option<Vec<f64>> {
+        self.cells.iter().map(|c| parse_finite(c)).collect()
+    }
+
+    /// The rows `idx` (in that order).
+    pub fn select(&self, idx: &[usize]) -> TargetColumn {
+        TargetColumn {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            cells: idx.iter().map(|&i| self.cells[i].clone()).collect(),
+            lines: idx.iter().map(|&i| self.lines[i]).collect(),
+        }
+    }
+}
+
+/// `cell` as a finite number, or `None`.
+pub(super) fn parse_finite(cell: &str) -> Option<f64> {
+    cell.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// Reads a CSV file with a header row. The column named `target` is the target; every other
 /// column is a numeric feature, in file order.
 ///
-/// Cells are trimmed of surrounding whitespace; blank lines are skipped. Every cell must parse as
-/// a finite number (`nan`, `inf` and overflowing numbers are rejected). Errors name the file, the
+/// Cells are trimmed of surrounding whitespace (quoted cells are unquoted first); blank lines are
+/// skipped. Every feature cell must parse as a finite number (`nan`, `inf` and overflowing
+/// numbers are rejected). Target cells are kept as text (any label that is neither empty nor a
+/// NaN or infinite number); whether they must be numbers depends on the task (see
+/// [`TargetColumn::values`]). Errors name the file, the
 /// 1-based line (the header is line 1) and the column:
 /// a missing or unreadable file ([`CvxnnError::Io`]); an empty file, a header without data rows,
-/// a row with the wrong number of fields, a non-numeric, empty or non-finite cell, a missing
-/// target column, duplicate or empty column names, or no feature column ([`CvxnnError::Data`]).
+/// a row with the wrong number of fields, a non-numeric, empty or non-finite feature cell, an
+/// empty, NaN or infinite target cell, a missing target column, duplicate or empty column names, or no feature column ([`CvxnnError::Data`]).
 pub fn read_table(path: &Path, target: &str) -> Result<Table> {
     let mut file = CsvFile::open(path)?;
     let header = file.header(path)?;
@@ -77,19 +154,24 @@ pub fn read_table(path: &Path, target: &str) -> Result<Table> {
         feature_names,
         features,
         target_name: target.to_string(),
-        target: target_values.unwrap_or_default(),
+        target: target_values.unwrap_or_else(|| TargetColumn {
+            path: path.to_path_buf(),
+            name: target.to_string(),
+            ..TargetColumn::default()
+        }),
     })
 }
 
 /// Reads new data for prediction: the file must hold every column of `feature_names` (in any
 /// order; the returned `n x p` matrix follows the order of `feature_names`). The `target` column is
-/// optional and returned when present. Any other column is an error naming it; missing feature
-/// columns are an error naming them. Cells are validated as in [`read_table`].
+/// optional and returned (as text, see [`TargetColumn`]) when present. Any other column is an
+/// error naming it; missing feature columns are an error naming them. Cells are validated as in
+/// [`read_table`].
 pub fn read_features(
     path: &Path,
     feature_names: &[String],
     target: &str,
-) -> Result<(Matrix, Option<Vec<f64>>)> {
+) -> Result<(Matrix, Option<TargetColumn>)> {
     let mut file = CsvFile::open(path)?;
     let header = file.header(path)?;
     let mut slots = Vec::with_capacity(header.len());
@@ -240,17 +322,26 @@ impl CsvFile {
     }
 
     /// Reads every data row: cells of `Slot::Feature(k)` columns go to column `k` of an `n x p`
-    /// matrix; the `Slot::Target` column (if any) is returned as a vector.
+    /// matrix; the `Slot::Target` column (if any) is returned as text (empty cells refused).
     fn read_body(
         &mut self,
         path: &Path,
         header: &[String],
         slots: &[Slot],
         p: usize,
-    ) -> Result<(Matrix, Option<Vec<f64>>)> {
+    ) -> Result<(Matrix, Option<TargetColumn>)> {
         let has_target = slots.contains(&Slot::Target);
         let mut columns: Vec<Vec<f64>> = vec![Vec::new(); p];
-        let mut target = Vec::new();
+        let mut target = TargetColumn {
+            path: path.to_path_buf(),
+            name: slots
+                .iter()
+                .zip(header)
+                .find(|(s, _)| **s == Slot::Target)
+                .map(|(_, h)| h.clone())
+                .unwrap_or_default(),
+            ..TargetColumn::default()
+        };
         while let Some((line, record)) = self.next_record(path)? {
             if record.len() != header.len() {
                 return Err(CvxnnError::Data {
@@ -267,13 +358,28 @@ impl CsvFile {
             for ((cell, slot), name) in record.iter().zip(slots).zip(header) {
                 match *slot {
                     Slot::Feature(k) => columns[k].push(parse_cell(path, line, name, cell)?),
-                    Slot::Target => target.push(parse_cell(path, line, name, cell)?),
+                    Slot::Target => {
+                        if cell.is_empty() {
+                            return Err(CvxnnError::Data {
+                                path: path.to_path_buf(),
+                                line: Some(line),
+                                column: Some(name.clone()),
+                                message: "missing target value (empty cell)".to_string(),
+                            });
+                        }
+                        if cell.parse::<f64>().is_ok_and(|v| !v.is_finite()) {
+                            // NaN or infinite: missing data rather than a class label.
+                            parse_cell(path, line, name, cell)?;
+                        }
+                        target.cells.push(cell.to_string());
+                        target.lines.push(line);
+                    }
                     Slot::Skip => {}
                 }
             }
         }
         let n = if has_target {
-            target.len()
+            target.cells.len()
         } else {
             columns.first().map_or(0, Vec::len)
         };
@@ -384,7 +490,13 @@ mod tests {
         assert_eq!(t.path, p);
         assert_eq!(t.feature_names, names(&["a", "b"]));
         assert_eq!(t.target_name, "y");
-        assert_eq!(t.target, vec![10.0, 20.0, 30.0]);
+        assert_eq!(t.target.values().ok(), Some(vec![10.0, 20.0, 30.0]));
+        assert_eq!(t.target.cells, names(&["10", "20", "30"]));
+        assert_eq!(t.target.lines, vec![2, 3, 4]);
+        assert_eq!(
+            (t.target.path.as_path(), t.target.name.as_str()),
+            (p.as_path(), "y")
+        );
         assert_eq!((t.features.nrows(), t.features.ncols()), (3, 2));
         assert_eq!(t.features.col(0), &[1.0, 3.0, 5.0]);
         assert_eq!(t.features.col(1), &[2.0, 4.0, 6.0]);
@@ -399,7 +511,7 @@ mod tests {
         );
         let t = read_table(&p, "y").expect("valid table");
         assert_eq!(t.feature_names, names(&["x1", "x2"]));
-        assert_eq!(t.target, vec![-20.0, 5.0]);
+        assert_eq!(t.target.values().ok(), Some(vec![-20.0, 5.0]));
         assert_eq!(t.features.col(0), &[1.5, 4.0]);
         assert_eq!(t.features.col(1), &[3.0, 6.0]);
     }
@@ -426,7 +538,7 @@ mod tests {
         assert_eq!(t.target.len(), rows);
         assert_eq!(t.features.get(0, 0), 59.0);
         assert_eq!(t.features.get(0, 8), 4.8598);
-        assert_eq!(t.target[0], 151.0);
+        assert_eq!(t.target.values().ok().map(|v| v[0]), Some(151.0));
         assert_eq!(t.features.get(1, 2), 21.6);
     }
 
@@ -515,10 +627,19 @@ mod tests {
         let (_, line, column, message) = expect_data_error(read_table(&p, "y"));
         assert_eq!((line, column.as_deref()), (Some(2), Some("b")));
         assert!(message.contains("empty"), "{message}");
-        // And in the target column.
-        let p = dir.write("t.csv", "a,y\n1,x\n");
-        let (_, line, column, _) = expect_data_error(read_table(&p, "y"));
-        assert_eq!((line, column.as_deref()), (Some(2), Some("y")));
+        // A text target is read; as numbers it names the line and column.
+        let p = dir.write("t.csv", "a,y\n1,2\n3,4\n1,x\n");
+        let t = read_table(&p, "y").expect("text targets are read");
+        let (path, line, column, message) = expect_data_error(t.target.values());
+        assert_eq!(path, p);
+        assert_eq!((line, column.as_deref()), (Some(4), Some("y")));
+        assert!(message.contains("\"x\""), "{message}");
+        assert_eq!(t.target.numbers(), None);
+        // NaN and infinite targets are refused even as labels.
+        let p = dir.write("nan.csv", "a,y\n1,yes\n2,NaN\n");
+        let (_, line, column, message) = expect_data_error(read_table(&p, "y"));
+        assert_eq!((line, column.as_deref()), (Some(3), Some("y")));
+        assert!(message.contains("not finite"), "{message}");
     }
 
     #[test]
@@ -548,7 +669,7 @@ mod tests {
         // A different target name works.
         let t = read_table(&p, "c").expect("c is a column");
         assert_eq!(t.feature_names, names(&["a", "b"]));
-        assert_eq!(t.target, vec![3.0]);
+        assert_eq!(t.target.values().ok(), Some(vec![3.0]));
     }
 
     #[test]
@@ -595,12 +716,14 @@ mod tests {
         assert_eq!((x.nrows(), x.ncols()), (2, 2));
         assert_eq!(x.col(0), &[1.0, 3.0]);
         assert_eq!(x.col(1), &[2.0, 4.0]);
-        assert_eq!(y, Some(vec![10.0, 20.0]));
+        let y = y.expect("target column present");
+        assert_eq!(y.values().ok(), Some(vec![10.0, 20.0]));
+        assert_eq!((y.name.as_str(), y.lines.as_slice()), ("y", &[2, 3][..]));
         let p = dir.write("g.csv", "b,a\n2,1\n4,3\n6,5\n");
         let (x, y) = read_features(&p, &names(&["a", "b"]), "y").expect("valid");
         assert_eq!(x.col(0), &[1.0, 3.0, 5.0]);
         assert_eq!(x.col(1), &[2.0, 4.0, 6.0]);
-        assert_eq!(y, None);
+        assert!(y.is_none());
     }
 
     #[test]
@@ -636,5 +759,63 @@ mod tests {
         let p = dir.write("r.csv", "b,a\n1,2\n3\n");
         let (_, line, _, _) = expect_data_error(read_features(&p, &names(&["a", "b"]), "y"));
         assert_eq!(line, Some(3));
+    }
+
+    #[test]
+    fn string_targets_are_trimmed_and_unquoted() {
+        let dir = TempDir::new();
+        let p = dir.write(
+            "s.csv",
+            "a,kind\n1,  benign \n2,\"malignant, grade 2\"\n3,\" spaced \"\n4,\"say \"\"hi\"\"\"\n",
+        );
+        let t = read_table(&p, "kind").expect("string targets");
+        assert_eq!(
+            t.target.cells,
+            names(&["benign", "malignant, grade 2", "spaced", "say \"hi\""])
+        );
+        assert_eq!(t.target.lines, vec![2, 3, 4, 5]);
+        assert_eq!(t.features.col(0), &[1.0, 2.0, 3.0, 4.0]);
+        // Features stay numeric.
+        let p = dir.write("f.csv", "a,kind\nx,benign\n");
+        let (_, line, column, _) = expect_data_error(read_table(&p, "kind"));
+        assert_eq!((line, column.as_deref()), (Some(2), Some("a")));
+        // read_features keeps text targets too.
+        let p = dir.write("g.csv", "kind,a\nbenign,1\n\"x\",2\n");
+        let (_, y) = read_features(&p, &names(&["a"]), "kind").expect("valid");
+        assert_eq!(y.map(|y| y.cells), Some(names(&["benign", "x"])));
+    }
+
+    #[test]
+    fn empty_target_cell_names_file_and_line() {
+        let dir = TempDir::new();
+        let p = dir.write("e.csv", "a,y\n1,yes\n2,  \n");
+        let r = read_table(&p, "y");
+        let shown = r
+            .as_ref()
+            .map_err(|e| e.to_string())
+            .err()
+            .unwrap_or_default();
+        let (path, line, column, message) = expect_data_error(r);
+        assert_eq!(path, p);
+        assert_eq!((line, column.as_deref()), (Some(3), Some("y")));
+        assert!(message.contains("empty"), "{message}");
+        assert!(
+            shown.contains("line 3") && shown.contains("e.csv"),
+            "{shown}"
+        );
+        let p = dir.write("f.csv", "y,a\n,1\n");
+        let (_, line, column, _) = expect_data_error(read_features(&p, &names(&["a"]), "y"));
+        assert_eq!((line, column.as_deref()), (Some(2), Some("y")));
+    }
+
+    #[test]
+    fn target_column_select_and_from_values() {
+        let t = TargetColumn::from_values("x.csv", "y", &[1.5, -2.0, 3.0]);
+        assert_eq!(t.cells, names(&["1.5", "-2", "3"]));
+        assert_eq!(t.lines, vec![2, 3, 4]);
+        let s = t.select(&[2, 0]);
+        assert_eq!(s.values().ok(), Some(vec![3.0, 1.5]));
+        assert_eq!(s.lines, vec![4, 2]);
+        assert_eq!((s.len(), s.is_empty(), s.line(5)), (2, false, None));
     }
 }

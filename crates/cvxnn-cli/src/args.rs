@@ -64,6 +64,15 @@ pub fn parse_patterns(s: &str) -> Result<PatternsArg, String> {
     }
 }
 
+/// `--outputs`: how a multiclass network's neurons feed its outputs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputsArg {
+    /// Each neuron feeds one class output (exact convex program, ReLU and gated ReLU).
+    Separate,
+    /// Every neuron feeds all class outputs (gated ReLU: exact nuclear-norm program).
+    Shared,
+}
+
 /// `--round-solver`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoundSolverArg {
@@ -132,6 +141,8 @@ pub enum LossArg {
     Squared,
     /// log(1 + exp(-y prediction)), labels ±1.
     Logistic,
+    /// Softmax cross-entropy over the classes (multiclass; the default there).
+    CrossEntropy,
 }
 
 /// `cvxnn train`.
@@ -149,9 +160,14 @@ pub struct TrainArgs {
     /// Convex program to solve.
     #[arg(long, value_enum, default_value_t = ModelArg::Relu)]
     pub model: ModelArg,
-    /// Loss (default: squared for regression, logistic for binary).
+    /// Loss (default: squared for regression, logistic for binary, cross-entropy for
+    /// multiclass).
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
+    /// Multiclass: `separate` (each hidden neuron feeds one class output) or `shared` (every
+    /// neuron feeds all outputs; gated ReLU's program is then a nuclear norm per pattern).
+    #[arg(long, value_enum, default_value_t = OutputsArg::Separate)]
+    pub outputs: OutputsArg,
     /// Weight-decay strength lambda (> 0), objective scaled as (1/n) sum loss + lambda * penalty.
     #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
     pub lambda: f64,

@@ -12,12 +12,12 @@ use cvxnn::estimator::{
 };
 use cvxnn::loss::LossKind;
 use cvxnn::network::{GradientSettings, RawNetwork};
-use cvxnn::program::{ColumnGenerationSettings, ModelKind, RoundSolver};
+use cvxnn::program::{ColumnGenerationSettings, ModelKind, OutputMode, RoundSolver};
 use cvxnn::solver::{Precision, SolverSettings};
 
 use crate::args::{
-    CertifyArgs, Cli, Command, InfoArgs, InitArg, LossArg, ModelArg, PatternsArg, PrecisionArg,
-    PredictArgs, RoundSolverArg, SolverArg, TaskArg, TrainArgs,
+    CertifyArgs, Cli, Command, InfoArgs, InitArg, LossArg, ModelArg, OutputsArg, PatternsArg,
+    PrecisionArg, PredictArgs, RoundSolverArg, SolverArg, TaskArg, TrainArgs,
 };
 use crate::progress::SolveProgress;
 
@@ -66,6 +66,7 @@ pub(crate) fn loss_arg(l: Option<LossArg>) -> Option<LossKind> {
     l.map(|l| match l {
         LossArg::Squared => LossKind::Squared,
         LossArg::Logistic => LossKind::Logistic,
+        LossArg::CrossEntropy => LossKind::CrossEntropy,
     })
 }
 
@@ -149,6 +150,10 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             ..ColumnGenerationSettings::default()
         },
         init,
+        outputs: match a.outputs {
+            OutputsArg::Separate => OutputMode::Separate,
+            OutputsArg::Shared => OutputMode::Shared,
+        },
     })
 }
 
@@ -218,6 +223,17 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
         r.n_test,
         r.d
     );
+    if r.outputs > 1 {
+        s += &format!(
+            "  outputs      {} classes, {} ({})\n",
+            r.outputs,
+            r.output_mode,
+            match r.output_mode {
+                OutputMode::Separate => "each neuron feeds one class output",
+                OutputMode::Shared => "every neuron feeds all class outputs",
+            }
+        );
+    }
     if r.target_scale != 1.0 {
         s += &format!(
             "  targets      divided by {:.6} (their train std); objectives in those units\n",

@@ -1462,19 +1462,91 @@ fn single_class_is_refused_for_binary_and_multiclass() {
 /// More than two labels infer multiclass; training it is not wired yet: a clear error naming
 /// `task`, nothing written.
 #[test]
-fn multiclass_training_is_not_wired_yet() {
+fn multiclass_string_labels_end_to_end() {
     let tmp = TempDir::new("multiclass");
-    let p = tmp.write(
-        "m.csv",
-        "a,b,y\n1,2,cat\n3,4,dog\n5,6,bird\n7,8,cat\n9,1,dog\n2,3,bird\n",
+    // Three well-separated clusters labelled by name (not in sorted order in the file).
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..30 {
+        let t = i as f64 * 0.1;
+        csv += &format!("{},{},cat\n", t.sin() * 0.3, t.cos() * 0.3);
+        csv += &format!("{},{},dog\n", 4.0 + t.cos() * 0.3, t.sin() * 0.3);
+        csv += &format!("{},{},bird\n", 2.0 + t.sin() * 0.3, 4.0 + t.cos() * 0.3);
+    }
+    let data = tmp.write("m.csv", &csv);
+    let dir = tmp.join("model");
+    let o = run(
+        "train --model gated-relu --patterns 20 --lambda 1e-2 --json --quiet",
+        &[("--data", &data), ("--out", &dir)],
     );
-    train_fails(&p, "", &[], &["task", "multiclass training: not yet wired"]);
-    // Numeric classes too, when asked (inference keeps regression for 3 numeric values).
-    let p = tmp.write("n.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,2\n7,8,0\n9,1,1\n2,3,2\n");
+    let report = parse_json(&ok(&o));
+    assert_eq!(text(&report, "task"), "multiclass");
+    assert_eq!(text(&report, "loss"), "cross-entropy");
+    assert_eq!(text(&report, "output_mode"), "separate");
+    assert_eq!(text(&report, "status"), "converged");
+    assert_eq!(num(&report, "outputs"), 3.0);
+    assert_eq!(num(&report, "test.accuracy"), 1.0);
+    assert_eq!(
+        report["test"]["confusion"]["labels"],
+        serde_json::json!(["bird", "cat", "dog"])
+    );
+    let summary = stderr(&o);
+    assert!(summary.contains("3 classes, separate"), "{summary}");
+    // Classes in sorted order in model.json; a (3, m) output layer.
+    let meta = parse_json(&std::fs::read_to_string(dir.join("model.json")).expect("model.json"));
+    assert_eq!(meta["labels"], serde_json::json!(["bird", "cat", "dog"]));
+    let net = cvxnn::network::RawNetwork::load(&dir.join("model.safetensors")).expect("load");
+    assert_eq!(net.outputs, 3);
+    // `predict` returns the original names.
+    let pred = tmp.join("pred.csv");
+    ok(&run(
+        "predict",
+        &[("--model", &dir), ("--data", &data), ("--out", &pred)],
+    ));
+    let lines: Vec<String> = std::fs::read_to_string(&pred)
+        .expect("predictions")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(&lines[1..4], &["cat", "dog", "bird"]);
+    // Shared outputs (gated ReLU) train too.
+    let o = run(
+        "train --model gated-relu --patterns 20 --lambda 1e-2 --outputs shared --json --quiet",
+        &[("--data", &data)],
+    );
+    let report = parse_json(&ok(&o));
+    assert_eq!(text(&report, "output_mode"), "shared");
+    assert_eq!(text(&report, "status"), "converged");
+    // Numeric classes when asked (inference keeps regression for 3 numeric values); what takes
+    // one output is refused, naming the argument, before anything is written.
+    let numeric = tmp.write("n.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,2\n7,8,0\n9,1,1\n2,3,2\n");
     train_fails(
-        &p,
-        "--task multiclass",
+        &numeric,
+        "--task multiclass --solver conic",
         &[],
-        &["multiclass training: not yet wired"],
+        &["solver", "one output"],
+    );
+    train_fails(
+        &numeric,
+        "--task multiclass --patterns adaptive",
+        &[],
+        &["patterns", "one output"],
+    );
+    train_fails(
+        &numeric,
+        "--task multiclass --loss logistic",
+        &[],
+        &["loss", "binary"],
+    );
+    train_fails(
+        &numeric,
+        "--task regression --loss cross-entropy",
+        &[],
+        &["loss", "multiclass"],
+    );
+    train_fails(
+        &numeric,
+        "--task multiclass --model relu --outputs shared",
+        &[],
+        &["outputs", "gated-relu"],
     );
 }

@@ -152,7 +152,7 @@ pub fn train_baseline(
         seed,
     )?;
     if task == Task::Multiclass {
-        return Err(crate::estimator::multiclass_not_wired());
+        return Err(crate::estimator::one_output_only("baseline (Adam/SGD)"));
     }
     let out = train_gradient(&x, &y_train, loss, cfg.lambda, &cfg.gradient)?;
     let mut raw = RawNetwork::from_network(
@@ -167,6 +167,7 @@ pub fn train_baseline(
         version: env!("CARGO_PKG_VERSION").to_string(),
         architecture: "two-layer".into(),
         model: ModelKind::Relu,
+        output_mode: crate::program::OutputMode::Separate,
         task,
         loss,
         lambda: cfg.lambda,

@@ -19,7 +19,7 @@ use crate::patterns::PatternSet;
 use crate::patterns::{exact, patterns_from_gates, sample_patterns, GatedPatterns, Masks};
 use crate::program::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationRound, ColumnGenerationSettings,
-    ModelKind, TwoLayerProgram,
+    ModelKind, OutputMode, TwoLayerProgram,
 };
 use crate::solver::conic::{solve_conic, ConicProblem, ConicSettings, ConicStatus};
 use crate::solver::{relative_gap, Progress, SolverSettings, Status};
@@ -182,6 +182,8 @@ pub struct TrainConfig {
     pub column_generation: ColumnGenerationSettings,
     /// Warm start for column generation.
     pub init: Option<WarmStart>,
+    /// How a multiclass network's neurons feed its outputs (ignored with one output).
+    pub outputs: OutputMode,
 }
 
 impl Default for TrainConfig {
@@ -201,6 +203,7 @@ impl Default for TrainConfig {
             solver_choice: SolverChoice::FirstOrder,
             column_generation: ColumnGenerationSettings::default(),
             init: None,
+            outputs: OutputMode::Separate,
         }
     }
 }
@@ -264,6 +267,12 @@ pub struct Report {
     pub model: ModelKind,
     /// Loss used.
     pub loss: LossKind,
+    /// Outputs of the network (the number of classes for multiclass, else 1).
+    #[serde(default = "one")]
+    pub outputs: usize,
+    /// How the neurons feed the outputs (meaningful with several outputs).
+    #[serde(default)]
+    pub output_mode: OutputMode,
     /// Task.
     pub task: Task,
     /// Relative cone-constraint violation at the solution (0 for gated ReLU).
@@ -307,6 +316,10 @@ pub struct Report {
     pub column_generation: Option<ColumnGenerationReport>,
 }
 
+fn one() -> usize {
+    1
+}
+
 fn default_solver_name() -> String {
     SolverChoice::FirstOrder.name().to_string()
 }
@@ -320,6 +333,9 @@ pub struct ModelMeta {
     pub architecture: String,
     /// Model kind.
     pub model: ModelKind,
+    /// How the neurons feed the outputs (meaningful with several outputs).
+    #[serde(default)]
+    pub output_mode: OutputMode,
     /// Task.
     pub task: Task,
     /// Loss the model was trained with.
@@ -383,12 +399,14 @@ impl Predictions {
     }
 }
 
-/// The error multiclass training returns until the multi-output programs are wired in.
-pub(crate) fn multiclass_not_wired() -> CvxnnError {
+/// The error of the commands that take one-output networks only (`certify`, `baseline`) on a
+/// multiclass task, naming `what` runs.
+pub(crate) fn one_output_only(what: &str) -> CvxnnError {
     CvxnnError::arg(
         "task",
-        "multiclass training: not yet wired (the multi-output convex programs are in progress; \
-         use --task binary for two classes)",
+        format!(
+            "{what} takes one-output networks (regression or binary); multiclass networks are trained and certified by `cvxnn train` (its report's dual bound)"
+        ),
     )
 }
 
@@ -459,12 +477,20 @@ pub fn train(
             "a warm start needs --patterns adaptive (column generation)",
         ));
     }
-    if data.task == Task::Multiclass {
-        // Here `data.y_train` is the one-hot `n x c` matrix (column-major) and `data.outputs`
-        // is `c`: the programs below take them once they have multiple outputs.
-        debug_assert_eq!(data.y_train.len(), data.x.nrows() * data.outputs);
-        return Err(multiclass_not_wired());
-    }
+    let patterns = match patterns {
+        // Column generation prices one output; several take sampled patterns.
+        PatternSource::Adaptive { .. } if data.outputs > 1 => {
+            if matches!(cfg.patterns, PatternSource::Auto { .. }) {
+                PatternSource::Sample(AUTO_GATED_SAMPLES)
+            } else {
+                return Err(CvxnnError::arg(
+                    "patterns",
+                    "adaptive patterns (column generation) take one output; for multiclass use --patterns N, exact or --gates",
+                ));
+            }
+        }
+        other => other,
+    };
     if let PatternSource::Adaptive { initial } = patterns {
         if cfg.model != ModelKind::Relu {
             return Err(CvxnnError::arg(
@@ -561,6 +587,7 @@ pub fn train(
     let solution = solve_program(
         &data.x,
         &data.y_train,
+        (data.outputs, cfg.outputs),
         &masks,
         data.loss,
         cfg.model,
@@ -606,9 +633,17 @@ fn finish_training(
         target_scale,
         standardizer,
         x,
+        outputs: data_outputs,
         ..
     } = data;
-    let network = Network::from_convex(cfg.model, x.ncols(), &solution.x, gates)?;
+    let network = Network::from_convex_outputs(
+        cfg.model,
+        cfg.outputs,
+        x.ncols(),
+        data_outputs,
+        &solution.x,
+        gates,
+    )?;
     let network_objective = network.objective(&x, &y_train, loss, cfg.lambda)?;
     let decomposed = if decompose && cfg.model == ModelKind::GatedRelu {
         Some(crate::network::decompose_gated(&network, &x)?)
@@ -627,6 +662,7 @@ fn finish_training(
         version: env!("CARGO_PKG_VERSION").to_string(),
         architecture: "two-layer".into(),
         model: cfg.model,
+        output_mode: cfg.outputs,
         task,
         loss,
         lambda: cfg.lambda,
@@ -669,6 +705,8 @@ fn finish_training(
         lambda: cfg.lambda,
         model: cfg.model,
         loss,
+        outputs: network.outputs,
+        output_mode: cfg.outputs,
         task,
         violation: solution.violation,
         tol: cfg.solver.tol,
@@ -781,17 +819,26 @@ pub(crate) fn prepare_training_data(
     })
 }
 
-/// The loss of `task`: the given one, else squared for regression and multiclass (on one-hot
-/// targets) and logistic for binary. Logistic loss on another task is an invalid `loss`.
+/// The loss of `task`: the given one, else squared for regression, logistic for binary and
+/// softmax cross-entropy for multiclass (squared on one-hot targets is the other choice there).
+/// Logistic loss on a non-binary task and cross-entropy on a non-multiclass one are an invalid
+/// `loss`.
 fn task_loss(task: Task, loss: Option<LossKind>) -> Result<LossKind> {
     let loss = loss.unwrap_or(match task {
         Task::Binary => LossKind::Logistic,
-        Task::Regression | Task::Multiclass => LossKind::Squared,
+        Task::Multiclass => LossKind::CrossEntropy,
+        Task::Regression => LossKind::Squared,
     });
     if loss == LossKind::Logistic && task != Task::Binary {
         return Err(CvxnnError::arg(
             "loss",
             "logistic loss needs a binary task (two label values)",
+        ));
+    }
+    if loss == LossKind::CrossEntropy && task != Task::Multiclass {
+        return Err(CvxnnError::arg(
+            "loss",
+            "cross-entropy needs --task multiclass (use logistic for two classes)",
         ));
     }
     Ok(loss)
@@ -859,7 +906,8 @@ impl ProgramSolution {
     }
 }
 
-/// Solves the convex program over `masks` with the chosen solver.
+/// Solves the convex program over `masks` with the chosen solver; `y` is `n x outputs`
+/// (column-major), and several outputs take the first-order solver.
 ///
 /// With the conic solver the interior-point solution gives the primal point; the first-order
 /// solver, warm-started there, supplies an honest dual bound (and replaces the primal point when
@@ -868,6 +916,7 @@ impl ProgramSolution {
 pub fn solve_program(
     x: &Matrix,
     y: &[f64],
+    (outputs, mode): (usize, OutputMode),
     masks: &Masks,
     loss: LossKind,
     model: ModelKind,
@@ -876,8 +925,18 @@ pub fn solve_program(
     settings: &SolverSettings,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<ProgramSolution> {
-    let program = TwoLayerProgram::new(x, y, masks, loss, model, lambda)?;
-    let solver = choice.resolve(model, x.nrows(), masks.len(), x.ncols());
+    let program = TwoLayerProgram::with_outputs(x, y, outputs, mode, masks, loss, model, lambda)?;
+    let solver = if outputs > 1 {
+        if choice == SolverChoice::Conic {
+            return Err(CvxnnError::arg(
+                "solver",
+                "the conic solver takes one output; use --solver first-order (or auto) for multiclass",
+            ));
+        }
+        SolverChoice::FirstOrder
+    } else {
+        choice.resolve(model, x.nrows(), masks.len(), x.ncols())
+    };
     if solver != SolverChoice::Conic {
         let s = program.solve(settings, None, progress)?;
         return Ok(ProgramSolution::first_order(s, solver));
@@ -1250,7 +1309,7 @@ pub fn certify(
         _ => encode_target(task, &table.target)?,
     };
     if task == Task::Multiclass {
-        return Err(multiclass_not_wired());
+        return Err(one_output_only("certify"));
     }
     let loss = task_loss(task, cfg.loss.or(meta.map(|m| m.loss)))?;
     let (idx, _) = train_test_split(table.features.nrows(), cfg.test_fraction, cfg.seed)?;
@@ -1320,6 +1379,7 @@ pub fn certify(
     let sol = solve_program(
         &x,
         &y,
+        (1, OutputMode::Separate),
         &masks,
         loss,
         ModelKind::Relu,

@@ -28,7 +28,7 @@ fn iris() -> (Matrix, Vec<f64>) {
     let x = design_matrix(&t.features, &Standardizer::fit(&t.features), true).unwrap();
     let n = x.nrows();
     let mut y = vec![0.0; n * CLASSES];
-    for (j, &label) in t.target.iter().enumerate() {
+    for (j, label) in t.target.values().unwrap().into_iter().enumerate() {
         y[label as usize * n + j] = 1.0;
     }
     (x, y)

@@ -31,14 +31,14 @@ fn logistic_regression(x: &Matrix, classes: &[usize], c: usize, mu: f64, iters: 
     for _ in 0..iters {
         // Gradient at v.
         let mut g = vec![0.0; d * c];
-        for j in 0..n {
+        for (j, &class) in classes.iter().enumerate() {
             let scores: Vec<f64> = (0..c)
                 .map(|k| (0..d).map(|a| x.get(j, a) * v[k * d + a]).sum())
                 .collect();
             let m = scores.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
             let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
             for k in 0..c {
-                let p = (scores[k] - m).exp() / z - f64::from(u8::from(classes[j] == k));
+                let p = (scores[k] - m).exp() / z - f64::from(u8::from(class == k));
                 for a in 0..d {
                     g[k * d + a] += p * x.get(j, a) / n as f64;
                 }

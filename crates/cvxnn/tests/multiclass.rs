@@ -130,6 +130,7 @@ fn compare(file: &str, patterns: usize, lambda: f64, mode: OutputMode, seed: u64
     let w = logistic_regression(&xtr, &pick(&train_idx), c, 1e-4, 1000);
     let reference = accuracy(&xte, &w, &pick(&test_idx), c);
     let ours = r.test.as_ref().and_then(|m| m.accuracy).unwrap();
+    eprintln!("{file} {mode} seed {seed}: cvxnn {ours}, logistic regression {reference}");
     (ours, reference)
 }
 

@@ -30,12 +30,13 @@ pub fn dual_bound(data: LossImage<'_>, theta: &[f64], max_group_norm: f64, lambd
 /// `vars` (least squares on `C_T^T mu = A_i^T theta + lambda v_i / ||v_i||`, clamped at 0), and
 /// for zero groups whose `||A_i^T theta||` exceeds `lambda`, multipliers on all rows by projected
 /// gradient (a cone projection). Any `mu >= 0` gives a valid bound; exact ones make it tight.
+/// With several outputs every output's columns are groups of their own (`theta` is `n x c`).
 pub fn relu_kkt_dual_bound(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::Result<f64> {
     let (x, y, masks, lambda) = (prog.x(), prog.y(), prog.masks(), prog.lambda());
     let (n, d, p) = (x.nrows(), x.ncols(), masks.len());
     let z = prog.predict(vars)?;
-    let mut theta = vec![0.0; n];
-    prog.loss().grad(&z, y, 1, &mut theta);
+    let mut theta = vec![0.0; z.len()];
+    prog.loss().grad(&z, y, prog.outputs(), &mut theta);
     let op = prog.prediction_operator();
     let mut g = vec![0.0; op.n_vars()];
     op.adjoint(&theta, &mut g);

@@ -20,7 +20,7 @@ use crate::linalg::Matrix;
 use crate::loss::LossKind;
 use crate::patterns::Masks;
 use crate::program::{ModelKind, TwoLayerProgram};
-use crate::solver::{Progress, SolverSettings, Status};
+use crate::solver::{Multipliers, Progress, SolverSettings, Status};
 
 /// Sampled patterns of the path where `--patterns auto` would run column generation (ReLU on
 /// data with many patterns): the path needs one fixed program for all its lambdas.
@@ -424,7 +424,9 @@ pub fn regularization_path(
 }
 
 /// The path on `cfg`'s training split only (no test metrics): what `train --lambda auto` runs
-/// before training at the recommended lambda ([`PathReport::recommended_lambda`]).
+/// before training at the recommended lambda ([`PathReport::recommended_lambda`]). Adaptive
+/// patterns become [`PATH_AUTO_SAMPLES`] sampled ones for the path (the training run itself
+/// keeps them).
 pub fn choose_lambda(
     table: &Table,
     cfg: &TrainConfig,
@@ -432,6 +434,13 @@ pub fn choose_lambda(
     events: &mut dyn FnMut(PathEvent<'_>),
 ) -> Result<PathReport> {
     let (task, train, _) = split_table(table, cfg)?;
+    let cfg = match cfg.patterns {
+        PatternSource::Adaptive { .. } => &TrainConfig {
+            patterns: PatternSource::Sample(PATH_AUTO_SAMPLES),
+            ..cfg.clone()
+        },
+        _ => cfg,
+    };
     run_path(&train, None, task, cfg, path, events)
 }
 
@@ -520,12 +529,24 @@ fn run_path(
             lambda,
         });
         let solve_start = std::time::Instant::now();
+        // The previous multipliers, with the penalty back at the solver's initial value
+        // (`rho_init / n`): the penalty a solve ends with is tuned to its own lambda, and
+        // starting the next solve from it stalled the augmented Lagrangian (measured on
+        // diabetes, 20 patterns: relative gaps 1e-2 to 0.65 at the iteration limit, where
+        // resetting it or starting cold converged; bench/RESULTS.md).
+        let multipliers = previous
+            .as_ref()
+            .and_then(|s| s.multipliers.as_ref())
+            .map(|m| Multipliers {
+                gamma: m.gamma.clone(),
+                rho: cfg.solver.rho_init / data.x.nrows() as f64,
+            });
         let warm = previous
             .as_ref()
             .filter(|_| path.warm_start)
             .map(|s| WarmPoint {
                 x: &s.x,
-                multipliers: s.multipliers.as_ref(),
+                multipliers: multipliers.as_ref(),
             });
         let solution = problem.fit(lambda, cfg.solver_choice, &cfg.solver, warm, &mut |p| {
             events(PathEvent::Solver(p))

@@ -267,7 +267,7 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
     );
     if let Some(p) = &r.lambda_path {
         s += &format!(
-            "  lambda auto  {:e}: best {} of {} lambdas from lambda_max {:e} ({} fitted / {} validation samples, {} patterns, {:.2} s)\n",
+            "  lambda auto  {:.4e}: best {} of {} lambdas from lambda_max {:.4e} ({} fitted / {} validation samples, {} patterns, {:.2} s)\n",
             p.recommended_lambda,
             p.selection,
             p.lambdas.len(),

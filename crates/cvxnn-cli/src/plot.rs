@@ -106,7 +106,7 @@ fn draw(r: &PathReport, title: &str, svg: &mut String) -> DrawResult {
         [(rec, y_lo), (rec, y_hi)],
         RED.stroke_width(1),
     ))?
-    .label("recommended lambda")
+    .label("recommended")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     top.configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cvxnn::path::LambdaGrid;
 
 /// Train ReLU networks to their global optimum by solving the convex programs they are
 /// equivalent to, and certify how far any network is from optimal.
@@ -29,6 +30,10 @@ pub enum Command {
     /// Train the same two-layer ReLU network directly by Adam or SGD (the non-convex problem, no
     /// certificate), with `train`'s preprocessing and model files: the baseline to compare with.
     Baseline(crate::baseline::BaselineArgs),
+    /// Solve over a log-spaced lambda grid (warm starts), report each lambda's objective, gap,
+    /// neurons and train/validation/test metrics, recommend the lambda with the best validation
+    /// score, and plot the path (path.json, path.svg).
+    Path(PathArgs),
 }
 
 /// `--patterns`: a number of sampled patterns, `exact`, or `adaptive`.
@@ -145,9 +150,33 @@ pub enum LossArg {
     CrossEntropy,
 }
 
-/// `cvxnn train`.
+/// `--lambda`: a value, or `auto` (chosen on a validation split by the regularization path).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LambdaArg {
+    /// This lambda (its domain is checked by the library, naming `lambda`).
+    Value(f64),
+    /// The path's recommended lambda.
+    Auto,
+}
+
+/// Parses `auto` or a number.
+pub fn parse_lambda(s: &str) -> Result<LambdaArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(LambdaArg::Auto);
+    }
+    s.parse::<f64>()
+        .map(LambdaArg::Value)
+        .map_err(|_| format!("expected a number > 0 or `auto`, got `{s}`"))
+}
+
+/// Parses `--lambdas hi:lo:count`; the message names `lambdas`.
+pub fn parse_lambdas(s: &str) -> Result<LambdaGrid, String> {
+    s.parse::<LambdaGrid>().map_err(|e| e.to_string())
+}
+
+/// Data, task and preprocessing (shared by `train` and `path`).
 #[derive(Args, Debug)]
-pub struct TrainArgs {
+pub struct DataArgs {
     /// CSV file with a header row; numeric features and a target column.
     #[arg(long)]
     pub data: PathBuf,
@@ -157,27 +186,95 @@ pub struct TrainArgs {
     /// Prediction task.
     #[arg(long, value_enum, default_value_t = TaskArg::Auto)]
     pub task: TaskArg,
-    /// Convex program to solve.
-    #[arg(long, value_enum, default_value_t = ModelArg::Relu)]
-    pub model: ModelArg,
     /// Loss (default: squared for regression, logistic for binary, cross-entropy for
     /// multiclass).
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
+    /// Do not z-score the features.
+    #[arg(long)]
+    pub no_standardize: bool,
+    /// Do not append a bias column (no hidden biases).
+    #[arg(long)]
+    pub no_bias: bool,
+    /// Regression: solve on the raw targets instead of targets divided by their standard
+    /// deviation (the default makes lambda comparable across data sets).
+    #[arg(long)]
+    pub no_scale_target: bool,
+    /// Fraction of samples held out for testing, in [0, 1).
+    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
+    pub test_fraction: f64,
+    /// Seed of every random choice (split, gates).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// The convex program, its patterns and its solver (shared by `train` and `path`).
+#[derive(Args, Debug)]
+pub struct SolveArgs {
+    /// Convex program to solve.
+    #[arg(long, value_enum, default_value_t = ModelArg::Relu)]
+    pub model: ModelArg,
     /// Multiclass: `separate` (each hidden neuron feeds one class output) or `shared` (every
     /// neuron feeds all outputs; gated ReLU's program is then a nuclear norm per pattern).
     #[arg(long, value_enum, default_value_t = OutputsArg::Separate)]
     pub outputs: OutputsArg,
-    /// Weight-decay strength lambda (> 0), objective scaled as (1/n) sum loss + lambda * penalty.
-    #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
-    pub lambda: f64,
     /// Number of sampled activation patterns (seeded Gaussian gates, duplicates dropped),
     /// `exact` for every pattern of the data's hyperplane arrangement (global certificate), or
-    /// `adaptive`: column generation, adding the patterns the dual oracle finds violated; `auto`
-    /// (default): exact when the predicted count is at most 2000, else adaptive (ReLU), and 500
-    /// sampled for gated ReLU.
+    /// `adaptive` (train only): column generation, adding the patterns the dual oracle finds
+    /// violated; `auto` (default): exact when the predicted count is at most 2000, else
+    /// adaptive for train (100 sampled for the path) with ReLU, and 500 sampled for gated ReLU.
     #[arg(long, default_value = "auto", value_parser = parse_patterns, allow_hyphen_values = true)]
     pub patterns: PatternsArg,
+    /// With --patterns exact: refuse when the predicted pattern count exceeds this.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_patterns: usize,
+    /// Solver of the convex program.
+    #[arg(long, value_enum, default_value_t = SolverArg::Auto)]
+    pub solver: SolverArg,
+    /// Exact gate vectors instead of sampling: CSV without header (one gate per row, one value
+    /// per feature column after standardization and bias) or .npy of shape (P, d).
+    #[arg(long, conflicts_with = "patterns")]
+    pub gates: Option<PathBuf>,
+    /// Target relative duality gap (and relative constraint violation).
+    #[arg(long, default_value_t = 1e-6, allow_hyphen_values = true)]
+    pub tol: f64,
+    /// Maximum number of first-order iterations (per lambda for the path).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_iter: usize,
+    /// Precision of the first-order iterations' dense products.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
+    pub precision: PrecisionArg,
+}
+
+/// The lambda grid of the regularization path (`path`, and `train --lambda auto`).
+#[derive(Args, Debug)]
+pub struct GridArgs {
+    /// Lambda grid `hi:lo:count` (log-spaced, e.g. 1e-1:1e-5:20); default: 20 values from
+    /// lambda_max (the smallest lambda with the zero network optimal) down to lambda_max * 1e-4.
+    #[arg(long, value_parser = parse_lambdas, allow_hyphen_values = true, value_name = "HI:LO:COUNT")]
+    pub lambdas: Option<LambdaGrid>,
+    /// Fraction of the training split held out (seeded) to choose lambda, in (0, 1).
+    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
+    pub validation_fraction: f64,
+}
+
+/// `cvxnn train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Data and preprocessing.
+    #[command(flatten)]
+    pub input: DataArgs,
+    /// Program and solver.
+    #[command(flatten)]
+    pub program: SolveArgs,
+    /// Weight-decay strength lambda (> 0), objective scaled as (1/n) sum loss + lambda * penalty;
+    /// `auto`: the regularization path on the training split (a validation split carved from
+    /// it, see --lambdas, --validation-fraction) picks it.
+    #[arg(long, default_value = "1e-3", value_parser = parse_lambda, allow_hyphen_values = true)]
+    pub lambda: LambdaArg,
+    /// With --lambda auto: the grid and the validation split.
+    #[command(flatten)]
+    pub grid: GridArgs,
     /// With --patterns adaptive: sampled patterns to start from.
     #[arg(long, default_value_t = 16)]
     pub initial_patterns: usize,
@@ -226,41 +323,6 @@ pub struct TrainArgs {
     /// With --init sgd: Adam learning rate.
     #[arg(long, default_value_t = 1e-2, allow_hyphen_values = true)]
     pub init_lr: f64,
-    /// With --patterns exact: refuse when the predicted pattern count exceeds this.
-    #[arg(long, default_value_t = 100_000)]
-    pub max_patterns: usize,
-    /// Solver of the convex program.
-    #[arg(long, value_enum, default_value_t = SolverArg::Auto)]
-    pub solver: SolverArg,
-    /// Exact gate vectors instead of sampling: CSV without header (one gate per row, one value
-    /// per feature column after standardization and bias) or .npy of shape (P, d).
-    #[arg(long, conflicts_with = "patterns")]
-    pub gates: Option<PathBuf>,
-    /// Do not z-score the features.
-    #[arg(long)]
-    pub no_standardize: bool,
-    /// Do not append a bias column (no hidden biases).
-    #[arg(long)]
-    pub no_bias: bool,
-    /// Regression: solve on the raw targets instead of targets divided by their standard
-    /// deviation (the default makes lambda comparable across data sets).
-    #[arg(long)]
-    pub no_scale_target: bool,
-    /// Fraction of samples held out for testing, in [0, 1).
-    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
-    pub test_fraction: f64,
-    /// Seed of every random choice (split, gates).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Target relative duality gap (and relative constraint violation).
-    #[arg(long, default_value_t = 1e-6, allow_hyphen_values = true)]
-    pub tol: f64,
-    /// Maximum number of first-order iterations.
-    #[arg(long, default_value_t = 100_000)]
-    pub max_iter: usize,
-    /// Precision of the first-order iterations' dense products.
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
-    pub precision: PrecisionArg,
     /// Directory for model.json, model.safetensors and report.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -276,6 +338,36 @@ pub struct TrainArgs {
     /// For gated-relu: also rebuild a ReLU network by cone decomposition and report its objective.
     #[arg(long)]
     pub decompose: bool,
+}
+
+/// `cvxnn path`.
+#[derive(Args, Debug)]
+pub struct PathArgs {
+    /// Data and preprocessing.
+    #[command(flatten)]
+    pub input: DataArgs,
+    /// Program and solver.
+    #[command(flatten)]
+    pub program: SolveArgs,
+    /// The grid and the validation split.
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// Solve every lambda from zero instead of from the previous solution (to measure what warm
+    /// starts save).
+    #[arg(long)]
+    pub cold: bool,
+    /// Directory for path.json and path.svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace path.json and path.svg if they exist in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Also print path.json on stdout (the table then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `cvxnn predict`.

@@ -12,13 +12,16 @@ use cvxnn::estimator::{
 };
 use cvxnn::loss::LossKind;
 use cvxnn::network::{GradientSettings, RawNetwork};
+use cvxnn::path::{choose_lambda, PathConfig, PathReport};
 use cvxnn::program::{ColumnGenerationSettings, ModelKind, OutputMode, RoundSolver};
 use cvxnn::solver::{Precision, SolverSettings};
 
 use crate::args::{
-    CertifyArgs, Cli, Command, InfoArgs, InitArg, LossArg, ModelArg, OutputsArg, PatternsArg,
-    PrecisionArg, PredictArgs, RoundSolverArg, SolverArg, TaskArg, TrainArgs,
+    CertifyArgs, Cli, Command, DataArgs, InfoArgs, InitArg, LambdaArg, LossArg, ModelArg,
+    OutputsArg, PatternsArg, PrecisionArg, PredictArgs, RoundSolverArg, SolveArgs, SolverArg,
+    TaskArg, TrainArgs,
 };
+use crate::path::path_progress;
 use crate::progress::SolveProgress;
 
 /// Runs the parsed command line.
@@ -29,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(a) => run_info(a),
         Command::Certify(a) => run_certify(a),
         Command::Baseline(a) => crate::baseline::run_baseline(a),
+        Command::Path(a) => crate::path::run_path(a),
     }
 }
 
@@ -70,16 +74,62 @@ pub(crate) fn loss_arg(l: Option<LossArg>) -> Option<LossKind> {
     })
 }
 
-fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
-    let patterns = match &a.gates {
+/// The configuration `train` and `path` share: data, preprocessing, program, patterns and
+/// solver (`initial`: sampled patterns column generation starts from). `lambda` is set by the
+/// caller.
+pub(crate) fn base_config(
+    d: &DataArgs,
+    p: &SolveArgs,
+    n_features: usize,
+    initial: usize,
+) -> Result<TrainConfig> {
+    let patterns = match &p.gates {
         Some(path) => {
-            let d = n_features + usize::from(!a.no_bias);
-            PatternSource::Gates(read_gates(path, d).with_context(|| "reading --gates")?)
+            let cols = n_features + usize::from(!d.no_bias);
+            PatternSource::Gates(read_gates(path, cols).with_context(|| "reading --gates")?)
         }
-        None => pattern_source(a.patterns, a.max_patterns, a.initial_patterns),
+        None => pattern_source(p.patterns, p.max_patterns, initial),
     };
+    if p.patterns == PatternsArg::Exact && p.model == ModelArg::GatedRelu {
+        bail!(
+            "invalid argument `patterns`: `exact` needs --model relu (gated ReLU needs a gate per pattern; use --patterns N or --gates FILE)"
+        );
+    }
+    Ok(TrainConfig {
+        task: task_arg(d.task),
+        model: match p.model {
+            ModelArg::Relu => ModelKind::Relu,
+            ModelArg::GatedRelu => ModelKind::GatedRelu,
+        },
+        loss: loss_arg(d.loss),
+        patterns,
+        standardize: !d.no_standardize,
+        bias: !d.no_bias,
+        scale_target: !d.no_scale_target,
+        test_fraction: d.test_fraction,
+        seed: d.seed,
+        solver: SolverSettings {
+            tol: p.tol,
+            max_iter: p.max_iter,
+            precision: match p.precision {
+                PrecisionArg::F64 => Precision::F64,
+                PrecisionArg::F32 => Precision::F32,
+            },
+            ..SolverSettings::default()
+        },
+        solver_choice: solver_choice(p.solver),
+        outputs: match p.outputs {
+            OutputsArg::Separate => OutputMode::Separate,
+            OutputsArg::Shared => OutputMode::Shared,
+        },
+        ..TrainConfig::default()
+    })
+}
+
+fn train_config(a: &TrainArgs, n_features: usize, lambda: f64) -> Result<TrainConfig> {
+    let (d, p) = (&a.input, &a.program);
     let adaptive =
-        matches!(a.patterns, PatternsArg::Adaptive | PatternsArg::Auto) && a.gates.is_none();
+        matches!(p.patterns, PatternsArg::Adaptive | PatternsArg::Auto) && p.gates.is_none();
     if (a.init.is_some() || a.init_network.is_some()) && !adaptive {
         bail!(
             "invalid argument `init`: --init and --init-network need --patterns adaptive (or auto)"
@@ -94,40 +144,13 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             width: a.init_width,
             epochs: a.init_epochs,
             learning_rate: a.init_lr,
-            seed: a.seed,
+            seed: d.seed,
             ..GradientSettings::default()
         })),
         (None, None) => None,
     };
-    if a.patterns == PatternsArg::Exact && a.model == ModelArg::GatedRelu {
-        bail!(
-            "invalid argument `patterns`: `exact` needs --model relu (gated ReLU needs a gate per pattern; use --patterns N or --gates FILE)"
-        );
-    }
     Ok(TrainConfig {
-        task: task_arg(a.task),
-        model: match a.model {
-            ModelArg::Relu => ModelKind::Relu,
-            ModelArg::GatedRelu => ModelKind::GatedRelu,
-        },
-        loss: loss_arg(a.loss),
-        lambda: a.lambda,
-        patterns,
-        standardize: !a.no_standardize,
-        bias: !a.no_bias,
-        scale_target: !a.no_scale_target,
-        test_fraction: a.test_fraction,
-        seed: a.seed,
-        solver: SolverSettings {
-            tol: a.tol,
-            max_iter: a.max_iter,
-            precision: match a.precision {
-                PrecisionArg::F64 => Precision::F64,
-                PrecisionArg::F32 => Precision::F32,
-            },
-            ..SolverSettings::default()
-        },
-        solver_choice: solver_choice(a.solver),
+        lambda,
         column_generation: ColumnGenerationSettings {
             batch: a.batch,
             max_rounds: a.rounds,
@@ -144,28 +167,30 @@ fn train_config(a: &TrainArgs, n_features: usize) -> Result<TrainConfig> {
             oracle: OracleSettings {
                 random_starts: a.oracle_starts / 2,
                 data_starts: a.oracle_starts - a.oracle_starts / 2,
-                seed: a.seed,
+                seed: d.seed,
                 ..OracleSettings::default()
             },
             ..ColumnGenerationSettings::default()
         },
         init,
-        outputs: match a.outputs {
-            OutputsArg::Separate => OutputMode::Separate,
-            OutputsArg::Shared => OutputMode::Shared,
-        },
+        ..base_config(d, p, n_features, a.initial_patterns)?
     })
 }
 
 /// Refuses an `--out` directory that is a file or (without `--force`) holds model files, before
 /// any work, so that nothing the user has is overwritten.
 pub(crate) fn refuse_occupied_out(out: Option<&Path>, force: bool) -> Result<()> {
+    refuse_occupied(out, force, &cvxnn::estimator::MODEL_FILES)
+}
+
+/// [`refuse_occupied_out`] for any set of output `files`.
+pub(crate) fn refuse_occupied(out: Option<&Path>, force: bool, files: &[&str]) -> Result<()> {
     let Some(dir) = out else { return Ok(()) };
     if dir.exists() && !dir.is_dir() {
         bail!("--out {} exists and is not a directory", dir.display());
     }
     if !force {
-        for f in cvxnn::estimator::MODEL_FILES {
+        for f in files {
             if dir.join(f).exists() {
                 bail!(
                     "{} exists; choose another --out directory or pass --force to replace it",
@@ -178,16 +203,39 @@ pub(crate) fn refuse_occupied_out(out: Option<&Path>, force: bool) -> Result<()>
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
-    if a.decompose && a.model != ModelArg::GatedRelu {
+    if a.decompose && a.program.model != ModelArg::GatedRelu {
         bail!("--decompose applies to --model gated-relu only");
     }
+    if a.lambda != LambdaArg::Auto && a.grid.lambdas.is_some() {
+        bail!("invalid argument `lambdas`: --lambdas applies to --lambda auto");
+    }
     refuse_occupied_out(a.out.as_deref(), a.force)?;
-    let table = read_table(&a.data, &a.target)?;
-    let cfg = train_config(&a, table.feature_names.len())?;
+    let table = read_table(&a.input.data, &a.input.target)?;
+    let (lambda, chosen) = match a.lambda {
+        LambdaArg::Value(v) => (v, None),
+        LambdaArg::Auto => {
+            // The path ignores lambda; the configuration is otherwise the training run's.
+            let cfg = train_config(&a, table.feature_names.len(), 1.0)?;
+            let path = PathConfig {
+                grid: a.grid.lambdas.unwrap_or_default(),
+                validation_fraction: a.grid.validation_fraction,
+                warm_start: true,
+            };
+            let mut progress = SolveProgress::new(a.quiet);
+            let r = choose_lambda(&table, &cfg, &path, &mut |e| {
+                path_progress(&mut progress, e)
+            });
+            progress.finish();
+            let r = r.context("choosing lambda (--lambda auto)")?;
+            (r.recommended_lambda, Some(r))
+        }
+    };
+    let cfg = train_config(&a, table.feature_names.len(), lambda)?;
     let mut progress = SolveProgress::new(a.quiet);
     let out = train(&table, &cfg, a.decompose, &mut |p| progress.update(p));
     progress.finish();
-    let out = out?;
+    let mut out = out?;
+    out.report.lambda_path = chosen.as_ref().map(PathReport::summary);
     if let Some(dir) = &a.out {
         out.model
             .save(dir, Some(&out.report), a.force)
@@ -208,7 +256,7 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
     let loss = r.loss;
     s += &format!(
         "cvxnn train: {} ({}), {} loss, lambda {:e}, {} {} patterns, {} solver, {} train / {} test samples, d = {}\n",
-        a.data.display(),
+        a.input.data.display(),
         r.model,
         loss,
         r.lambda,
@@ -223,6 +271,19 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
         r.n_test,
         r.d
     );
+    if let Some(p) = &r.lambda_path {
+        s += &format!(
+            "  lambda auto  {:.4e}: best {} of {} lambdas from lambda_max {:.4e} ({} fitted / {} validation samples, {} patterns, {:.2} s)\n",
+            p.recommended_lambda,
+            p.selection,
+            p.lambdas.len(),
+            p.lambda_max,
+            p.n_fit,
+            p.n_validation,
+            p.patterns,
+            p.seconds
+        );
+    }
     if r.outputs > 1 {
         s += &format!(
             "  outputs      {} classes, {} ({})\n",

@@ -4,6 +4,8 @@
 mod args;
 mod baseline;
 mod commands;
+mod path;
+mod plot;
 mod progress;
 
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ pub struct SolveProgress {
     enabled: bool,
     start: Instant,
     bar: Option<ProgressBar>,
+    stage: String,
 }
 
 impl SolveProgress {
@@ -21,6 +22,7 @@ impl SolveProgress {
             enabled: !quiet && std::io::stderr().is_terminal(),
             start: Instant::now(),
             bar: None,
+            stage: String::new(),
         }
     }
 
@@ -39,9 +41,14 @@ impl SolveProgress {
             b
         });
         bar.set_message(format!(
-            "iteration {}  objective {:.6e}  rel. gap {:.2e}  violation {:.1e}",
-            p.iteration, p.objective, p.relative_gap, p.violation
+            "{}iteration {}  objective {:.6e}  rel. gap {:.2e}  violation {:.1e}",
+            self.stage, p.iteration, p.objective, p.relative_gap, p.violation
         ));
+    }
+
+    /// Text shown before the solver's numbers (e.g. which lambda of a path is being solved).
+    pub fn set_stage(&mut self, stage: String) {
+        self.stage = stage;
     }
 
     /// Removes the line.

@@ -22,7 +22,7 @@ use crate::program::{
     ModelKind, OutputMode, TwoLayerProgram,
 };
 use crate::solver::conic::{solve_conic, ConicProblem, ConicSettings, ConicStatus};
-use crate::solver::{relative_gap, Progress, SolverSettings, Status};
+use crate::solver::{relative_gap, Multipliers, Progress, SolverSettings, Status};
 
 /// Where the activation patterns come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -314,6 +314,9 @@ pub struct Report {
     /// Column generation (adaptive patterns only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column_generation: Option<ColumnGenerationReport>,
+    /// The regularization path that chose `lambda` (`--lambda auto` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_path: Option<crate::path::PathSummary>,
 }
 
 fn one() -> usize {
@@ -567,23 +570,7 @@ pub fn train(
             Some(cg_report),
         );
     }
-    let (gates, masks) = match &patterns {
-        PatternSource::Adaptive { .. } | PatternSource::Auto { .. } => {
-            return Err(CvxnnError::arg(
-                "patterns",
-                "adaptive patterns: internal dispatch",
-            ))
-        }
-        PatternSource::Sample(count) => {
-            let GatedPatterns { gates, masks } = sample_patterns(&data.x, *count, cfg.seed)?;
-            (Some(gates), masks)
-        }
-        PatternSource::Gates(g) => {
-            let GatedPatterns { gates, masks } = patterns_from_gates(&data.x, g)?;
-            (Some(gates), masks)
-        }
-        PatternSource::Exact { max_patterns } => (None, exact_patterns(&data.x, *max_patterns)?),
-    };
+    let (gates, masks) = fixed_patterns(&patterns, &data.x, cfg.seed)?;
     let solution = solve_program(
         &data.x,
         &data.y_train,
@@ -609,9 +596,35 @@ pub fn train(
     )
 }
 
+/// The gates (sampled or given; `None` for exact patterns) and masks of a fixed pattern source
+/// on design matrix `x`. Adaptive and auto sources are resolved by the caller.
+pub(crate) fn fixed_patterns(
+    patterns: &PatternSource,
+    x: &Matrix,
+    seed: u64,
+) -> Result<(Option<Matrix>, Masks)> {
+    Ok(match patterns {
+        PatternSource::Adaptive { .. } | PatternSource::Auto { .. } => {
+            return Err(CvxnnError::arg(
+                "patterns",
+                "adaptive patterns: internal dispatch",
+            ))
+        }
+        PatternSource::Sample(count) => {
+            let GatedPatterns { gates, masks } = sample_patterns(x, *count, seed)?;
+            (Some(gates), masks)
+        }
+        PatternSource::Gates(g) => {
+            let GatedPatterns { gates, masks } = patterns_from_gates(x, g)?;
+            (Some(gates), masks)
+        }
+        PatternSource::Exact { max_patterns } => (None, exact_patterns(x, *max_patterns)?),
+    })
+}
+
 /// Rebuilds, exports, measures and reports a solved program.
 #[allow(clippy::too_many_arguments)]
-fn finish_training(
+pub(crate) fn finish_training(
     table: &Table,
     cfg: &TrainConfig,
     decompose: bool,
@@ -724,6 +737,7 @@ fn finish_training(
         conic_status: solution.conic_status,
         conic_iterations: solution.conic_iterations,
         column_generation,
+        lambda_path: None,
     };
     Ok(TrainOutput {
         model,
@@ -734,6 +748,7 @@ fn finish_training(
 }
 
 /// Training data prepared as [`train`] prepares it (see [`prepare_training_data`]).
+#[derive(Clone)]
 pub(crate) struct TrainingData {
     /// The task (given or inferred).
     pub task: Task,
@@ -846,7 +861,7 @@ fn task_loss(task: Task, loss: Option<LossKind>) -> Result<LossKind> {
 
 /// `"global"` for exact patterns, `"sampled-patterns"` otherwise (column generation reports
 /// `"no-violation-found"` when its oracle found nothing, see [`train`]).
-fn certificate_name(p: &PatternSource) -> &'static str {
+pub(crate) fn certificate_name(p: &PatternSource) -> &'static str {
     match p {
         PatternSource::Exact { .. } => "global",
         _ => "sampled-patterns",
@@ -886,6 +901,9 @@ pub struct ProgramSolution {
     pub conic_status: Option<ConicStatus>,
     /// Interior-point iterations (conic solver only).
     pub conic_iterations: Option<u32>,
+    /// The augmented Lagrangian's final multipliers (first-order ReLU solves), to warm-start a
+    /// solve of the same constraints at another lambda.
+    pub multipliers: Option<Multipliers>,
 }
 
 impl ProgramSolution {
@@ -902,6 +920,7 @@ impl ProgramSolution {
             solver,
             conic_status: None,
             conic_iterations: None,
+            multipliers: s.multipliers,
         }
     }
 }
@@ -925,6 +944,46 @@ pub fn solve_program(
     settings: &SolverSettings,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<ProgramSolution> {
+    solve_program_warm(
+        x,
+        y,
+        (outputs, mode),
+        masks,
+        loss,
+        model,
+        lambda,
+        choice,
+        settings,
+        None,
+        progress,
+    )
+}
+
+/// A previous solution of the same data and patterns (another lambda) to start from.
+#[derive(Clone, Copy, Debug)]
+pub struct WarmPoint<'a> {
+    /// Its variables.
+    pub x: &'a [f64],
+    /// Its augmented-Lagrangian multipliers (ReLU).
+    pub multipliers: Option<&'a Multipliers>,
+}
+
+/// [`solve_program`] from a warm point (first-order solver; the conic solver always starts from
+/// scratch, then warm-starts its first-order certificate at its own solution).
+#[allow(clippy::too_many_arguments)]
+pub fn solve_program_warm(
+    x: &Matrix,
+    y: &[f64],
+    (outputs, mode): (usize, OutputMode),
+    masks: &Masks,
+    loss: LossKind,
+    model: ModelKind,
+    lambda: f64,
+    choice: SolverChoice,
+    settings: &SolverSettings,
+    warm: Option<WarmPoint<'_>>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ProgramSolution> {
     let program = TwoLayerProgram::with_outputs(x, y, outputs, mode, masks, loss, model, lambda)?;
     let solver = if outputs > 1 {
         if choice == SolverChoice::Conic {
@@ -938,7 +997,10 @@ pub fn solve_program(
         choice.resolve(model, x.nrows(), masks.len(), x.ncols())
     };
     if solver != SolverChoice::Conic {
-        let s = program.solve(settings, None, progress)?;
+        let s = match warm {
+            Some(w) => program.solve_warm(settings, Some(w.x), w.multipliers, progress)?,
+            None => program.solve(settings, None, progress)?,
+        };
         return Ok(ProgramSolution::first_order(s, solver));
     }
     settings.validate()?;
@@ -991,6 +1053,7 @@ pub fn solve_program(
         solver,
         conic_status: Some(conic.status),
         conic_iterations: Some(conic.iterations),
+        multipliers: fo.multipliers,
     })
 }
 

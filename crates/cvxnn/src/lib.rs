@@ -14,7 +14,8 @@
 //!
 //! and its gated-ReLU relaxation drops the constraints. Data flows one way:
 //! [`data`] -> [`patterns`] -> [`operator`] -> [`program`] -> [`solver`] -> [`network`] /
-//! [`certificate`]; [`estimator`] runs the whole pipeline on a table, and [`baseline`] trains the
+//! [`certificate`]; [`estimator`] runs the whole pipeline on a table, [`path`] solves it over a
+//! lambda grid with warm starts (and recommends a lambda by validation), and [`baseline`] trains the
 //! same network on a table directly by Adam or SGD, for comparison.
 //!
 //! ```
@@ -54,6 +55,7 @@ pub mod loss;
 pub mod metrics;
 pub mod network;
 pub mod operator;
+pub mod path;
 pub mod patterns;
 pub mod penalty;
 pub mod program;

@@ -75,6 +75,57 @@ pub fn relu_kkt_dual_bound(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::R
     Ok(dual_bound(prog.data(), &theta, worst, lambda))
 }
 
+/// The smallest `lambda` at which the zero network is optimal for `prog`'s data, loss, model and
+/// patterns (`prog`'s own lambda is ignored). At zero the dual point is `theta0 = grad h(0)`.
+/// Gated ReLU (unconstrained group lasso): `max_i ||X^T D_i theta0||`. ReLU: zero is optimal iff
+/// for every group `min_{mu >= 0} ||g_i - C_i^T mu|| <= lambda` (`g_i = ±X^T D_i theta0`, rows
+/// of `C_i` the constraint rows `(2 D_i - I) X`), i.e. the norm of `g_i`'s projection on the
+/// pattern's cone: never above the gated value, and below it whenever a constraint binds. The
+/// projections are computed by the same projected-gradient NNLS as [`relu_kkt_dual_bound`], so
+/// the value is exact up to that solve and never below the true threshold (every iterate is a
+/// feasible `mu`): at any `lambda >= lambda_max` the zero point is certified by
+/// [`relu_kkt_dual_bound`]. With several outputs every output's columns are groups of their own
+/// (`Separate`), or each pattern's `d x c` block is one, measured by its spectral norm (`Shared`).
+pub fn lambda_max(prog: &TwoLayerProgram<'_>) -> crate::Result<f64> {
+    let (x, y, masks) = (prog.x(), prog.y(), prog.masks());
+    let (n, d, p) = (x.nrows(), x.ncols(), masks.len());
+    let outputs = prog.outputs();
+    let mut theta = vec![0.0; y.len()];
+    prog.loss()
+        .grad(&vec![0.0; y.len()], y, outputs, &mut theta);
+    let op = prog.prediction_operator();
+    let mut g = vec![0.0; op.n_vars()];
+    op.adjoint(&theta, &mut g);
+    if prog.output_mode() == crate::program::OutputMode::Shared && outputs > 1 {
+        // Gated only (the shared ReLU program is not built): the largest spectral norm.
+        return Ok(crate::penalty::Regularizer::dual_norm(
+            &prog.nuclear_penalty(),
+            &g,
+        ));
+    }
+    let plain: Vec<f64> = g.chunks(d).map(crate::linalg::norm2).collect();
+    if prog.model() == crate::program::ModelKind::GatedRelu {
+        return Ok(plain.iter().fold(0.0, |a, &b| a.max(b)));
+    }
+    // Largest plain norms first: a projection norm never exceeds its plain norm, so once the
+    // plain norm is below the running maximum the group cannot raise it (and the projection
+    // may stop as soon as it is below that maximum).
+    let mut order: Vec<usize> = (0..plain.len()).collect();
+    order.sort_by(|&a, &b| plain[b].total_cmp(&plain[a]));
+    let sq = x_norm_sq(x);
+    let mut worst: f64 = 0.0;
+    for col in order {
+        if plain[col] <= worst {
+            break;
+        }
+        let i = col % p;
+        let s = |j: usize| if masks.get(j, i) { 1.0 } else { -1.0 };
+        let gi = &g[col * d..(col + 1) * d];
+        worst = worst.max(cone_projection_norm(x, &s, gi, vec![0.0; n], sq, worst));
+    }
+    Ok(worst)
+}
+
 /// Least-squares `mu >= 0` (clamped) with `sum_j mu_j s_j x_j ~ target` over the rows `tight`.
 fn tight_multipliers(
     x: &Matrix,

@@ -191,7 +191,7 @@ fn solve_dense(a: &mut [Vec<f64>]) -> Vec<f64> {
 }
 
 /// `||X||_2^2` by power iteration (slightly over-estimated).
-fn x_norm_sq(x: &Matrix) -> f64 {
+pub(crate) fn x_norm_sq(x: &Matrix) -> f64 {
     let d = x.ncols();
     let mut v = vec![1.0; d];
     let mut est = 0.0;
@@ -211,7 +211,7 @@ fn x_norm_sq(x: &Matrix) -> f64 {
 /// `min_{mu >= 0} ||g - C^T mu||` with `C` the rows `s_j x_j`, by accelerated projected gradient
 /// from `mu0` (`c_sq` bounds `||C||^2`), stopping once the norm is below `target`. Every iterate
 /// is feasible, so the smallest norm seen is a valid value.
-fn cone_projection_norm(
+pub(crate) fn cone_projection_norm(
     x: &Matrix,
     s: &dyn Fn(usize) -> f64,
     g: &[f64],

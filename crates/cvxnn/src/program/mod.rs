@@ -23,7 +23,8 @@ pub enum OutputMode {
     Separate,
     /// Every hidden neuron feeds all outputs. For gated ReLU the exact program penalizes each
     /// pattern's `d x c` block by its nuclear norm (Sahiner et al., ICLR 2021); for ReLU that
-    /// penalty is cone-constrained and NP-hard in general.
+    /// penalty is cone-constrained and NP-hard in general, and the model is solved in factored
+    /// (Burer-Monteiro) form by [`SharedReluProgram`] with a certified lower bound.
     Shared,
 }
 
@@ -36,10 +37,14 @@ impl std::fmt::Display for OutputMode {
     }
 }
 
+pub mod burer_monteiro;
 pub mod column_generation;
 pub mod polish;
 mod two_layer;
 
+pub use burer_monteiro::{
+    solve_shared_relu_bm, BmBound, BmFactors, BmSolution, GapKind, SharedReluProgram,
+};
 pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
     ColumnGenerationSettings, RoundSolver,

@@ -60,7 +60,7 @@ impl<'a> TwoLayerProgram<'a> {
 
     /// Checks every shape and domain, then builds the program with `outputs` outputs (`y` is
     /// `n x outputs`, column-major). The shared-neuron ReLU program (a cone-constrained nuclear
-    /// norm, NP-hard in general) is not one of these; see [`crate::program::OutputMode`].
+    /// norm, NP-hard in general) is not one of these; see [`crate::program::SharedReluProgram`].
     #[allow(clippy::too_many_arguments)]
     pub fn with_outputs(
         x: &'a Matrix,
@@ -78,7 +78,7 @@ impl<'a> TwoLayerProgram<'a> {
         if mode == OutputMode::Shared && model == ModelKind::Relu && outputs > 1 {
             return Err(CvxnnError::arg(
                 "outputs",
-                "the shared-neuron ReLU model is not a convex program of this form (its penalty is a cone-constrained nuclear norm); use --model gated-relu or --outputs separate",
+                "the shared-neuron ReLU model is not a convex program of this form (its penalty is a cone-constrained nuclear norm); solve it in factored form with program::SharedReluProgram / solve_shared_relu_bm (Burer-Monteiro, with a lower bound), or use --model gated-relu or --outputs separate",
             ));
         }
         if x.nrows() == 0 || x.ncols() == 0 {

@@ -1516,6 +1516,21 @@ fn multiclass_string_labels_end_to_end() {
     let report = parse_json(&ok(&o));
     assert_eq!(text(&report, "output_mode"), "shared");
     assert_eq!(text(&report, "status"), "converged");
+    assert_eq!(text(&report, "certificate"), "sampled-patterns");
+    // Shared ReLU: factored (Burer-Monteiro), feasible, its lower bound labelled as relaxed.
+    let o = run(
+        "train --model relu --patterns 10 --lambda 1e-2 --outputs shared --json --quiet",
+        &[("--data", &data)],
+    );
+    let report = parse_json(&ok(&o));
+    assert_eq!(text(&report, "certificate"), "relaxed-bound");
+    assert!(num(&report, "dual_bound") <= num(&report, "objective"));
+    assert!(num(&report, "violation") <= 1e-6);
+    assert!(close(
+        num(&report, "network_objective"),
+        num(&report, "objective"),
+        1e-6
+    ));
     // Numeric classes when asked (inference keeps regression for 3 numeric values); what takes
     // one output is refused, naming the argument, before anything is written.
     let numeric = tmp.write("n.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,2\n7,8,0\n9,1,1\n2,3,2\n");
@@ -1545,8 +1560,8 @@ fn multiclass_string_labels_end_to_end() {
     );
     train_fails(
         &numeric,
-        "--task multiclass --model relu --outputs shared",
+        "--task multiclass --model relu --outputs shared --solver conic",
         &[],
-        &["outputs", "gated-relu"],
+        &["solver", "Burer-Monteiro"],
     );
 }

@@ -571,18 +571,23 @@ pub fn train(
         );
     }
     let (gates, masks) = fixed_patterns(&patterns, &data.x, cfg.seed)?;
-    let solution = solve_program(
-        &data.x,
-        &data.y_train,
-        (data.outputs, cfg.outputs),
-        &masks,
-        data.loss,
-        cfg.model,
-        cfg.lambda,
-        cfg.solver_choice,
-        &cfg.solver,
-        progress,
-    )?;
+    let solution =
+        if cfg.model == ModelKind::Relu && cfg.outputs == OutputMode::Shared && data.outputs > 1 {
+            solve_shared_relu(&data, &masks, cfg, progress)?
+        } else {
+            solve_program(
+                &data.x,
+                &data.y_train,
+                (data.outputs, cfg.outputs),
+                &masks,
+                data.loss,
+                cfg.model,
+                cfg.lambda,
+                cfg.solver_choice,
+                &cfg.solver,
+                progress,
+            )?
+        };
     finish_training(
         table,
         cfg,
@@ -594,6 +599,50 @@ pub fn train(
         solution,
         None,
     )
+}
+
+/// The shared-neuron ReLU model (several outputs): its Burer-Monteiro factors over the patterns
+/// are the network; the lower bound is the relaxed dual bound of
+/// [`crate::program::SharedReluProgram`] (a bound, not an exact certificate).
+fn solve_shared_relu(
+    data: &TrainingData,
+    masks: &Masks,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ProgramSolution> {
+    if cfg.solver_choice == SolverChoice::Conic {
+        return Err(CvxnnError::arg(
+            "solver",
+            "the shared-neuron ReLU model is solved in factored form (Burer-Monteiro); use --solver first-order or auto",
+        ));
+    }
+    let bm = crate::program::solve_shared_relu_bm(
+        &data.x,
+        &data.y_train,
+        data.outputs,
+        masks,
+        data.loss,
+        cfg.lambda,
+        &cfg.solver,
+        None,
+        cfg.seed,
+        progress,
+    )?;
+    let network = bm.network(None)?;
+    Ok(ProgramSolution {
+        x: Vec::new(),
+        objective: bm.objective,
+        dual_bound: bm.bound.lower_bound,
+        status: bm.status,
+        iterations: bm.iterations,
+        violation: bm.violation,
+        trace: bm.trace,
+        solver: SolverChoice::FirstOrder,
+        conic_status: None,
+        conic_iterations: None,
+        multipliers: None,
+        network: Some(network),
+    })
 }
 
 /// The gates (sampled or given; `None` for exact patterns) and masks of a fixed pattern source
@@ -649,14 +698,17 @@ pub(crate) fn finish_training(
         outputs: data_outputs,
         ..
     } = data;
-    let network = Network::from_convex_outputs(
-        cfg.model,
-        cfg.outputs,
-        x.ncols(),
-        data_outputs,
-        &solution.x,
-        gates,
-    )?;
+    let network = match solution.network {
+        Some(net) => net,
+        None => Network::from_convex_outputs(
+            cfg.model,
+            cfg.outputs,
+            x.ncols(),
+            data_outputs,
+            &solution.x,
+            gates,
+        )?,
+    };
     let network_objective = network.objective(&x, &y_train, loss, cfg.lambda)?;
     let decomposed = if decompose && cfg.model == ModelKind::GatedRelu {
         Some(crate::network::decompose_gated(&network, &x)?)
@@ -707,6 +759,13 @@ pub(crate) fn finish_training(
         certificate: match &column_generation {
             Some(cg) if cg.end == ColumnGenerationEnd::NoViolationFound => {
                 "no-violation-found".into()
+            }
+            // The shared-neuron ReLU bound relaxes the dual norm: valid, never exact.
+            _ if cfg.model == ModelKind::Relu
+                && cfg.outputs == OutputMode::Shared
+                && network.outputs > 1 =>
+            {
+                "relaxed-bound".into()
             }
             _ => certificate_name(patterns).into(),
         },
@@ -904,6 +963,9 @@ pub struct ProgramSolution {
     /// The augmented Lagrangian's final multipliers (first-order ReLU solves), to warm-start a
     /// solve of the same constraints at another lambda.
     pub multipliers: Option<Multipliers>,
+    /// The network, when the solver works on it directly (the shared-neuron ReLU model's
+    /// Burer-Monteiro factors; `x` is then empty); else it is rebuilt from `x`.
+    pub network: Option<Network>,
 }
 
 impl ProgramSolution {
@@ -921,6 +983,7 @@ impl ProgramSolution {
             conic_status: None,
             conic_iterations: None,
             multipliers: s.multipliers,
+            network: None,
         }
     }
 }
@@ -1054,6 +1117,7 @@ pub fn solve_program_warm(
         conic_status: Some(conic.status),
         conic_iterations: Some(conic.iterations),
         multipliers: fo.multipliers,
+        network: None,
     })
 }
 

@@ -440,6 +440,7 @@ impl<'a> PathProblem<'a> {
             conic_status: None,
             conic_iterations: None,
             multipliers: None,
+            network: None,
         })
     }
 }

@@ -492,7 +492,12 @@ fn run_info(a: InfoArgs) -> Result<()> {
     if let Some(l) = &m.labels {
         match (m.task, l.labels()) {
             (Task::Binary, [neg, pos]) => println!("labels       {neg} -> -1, {pos} -> +1"),
-            (_, all) => println!("labels       {} classes: {}", all.len(), all.join(", ")),
+            (_, all) => println!(
+                "labels       {} classes: {} (outputs {})",
+                all.len(),
+                all.join(", "),
+                m.output_mode
+            ),
         }
     }
     let report = a.model.join("report.json");

@@ -186,6 +186,14 @@ pub struct TrainConfig {
     pub outputs: OutputMode,
 }
 
+impl TrainConfig {
+    /// Whether a task with `outputs` outputs is the shared-neuron ReLU model, which is solved
+    /// in factored (Burer-Monteiro) form with a relaxed bound rather than as a convex program.
+    pub fn shared_relu(&self, outputs: usize) -> bool {
+        self.model == ModelKind::Relu && self.outputs == OutputMode::Shared && outputs > 1
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -571,23 +579,22 @@ pub fn train(
         );
     }
     let (gates, masks) = fixed_patterns(&patterns, &data.x, cfg.seed)?;
-    let solution =
-        if cfg.model == ModelKind::Relu && cfg.outputs == OutputMode::Shared && data.outputs > 1 {
-            solve_shared_relu(&data, &masks, cfg, progress)?
-        } else {
-            solve_program(
-                &data.x,
-                &data.y_train,
-                (data.outputs, cfg.outputs),
-                &masks,
-                data.loss,
-                cfg.model,
-                cfg.lambda,
-                cfg.solver_choice,
-                &cfg.solver,
-                progress,
-            )?
-        };
+    let solution = if cfg.shared_relu(data.outputs) {
+        solve_shared_relu(&data, &masks, cfg, progress)?
+    } else {
+        solve_program(
+            &data.x,
+            &data.y_train,
+            (data.outputs, cfg.outputs),
+            &masks,
+            data.loss,
+            cfg.model,
+            cfg.lambda,
+            cfg.solver_choice,
+            &cfg.solver,
+            progress,
+        )?
+    };
     finish_training(
         table,
         cfg,
@@ -761,12 +768,7 @@ pub(crate) fn finish_training(
                 "no-violation-found".into()
             }
             // The shared-neuron ReLU bound relaxes the dual norm: valid, never exact.
-            _ if cfg.model == ModelKind::Relu
-                && cfg.outputs == OutputMode::Shared
-                && network.outputs > 1 =>
-            {
-                "relaxed-bound".into()
-            }
+            _ if cfg.shared_relu(network.outputs) => "relaxed-bound".into(),
             _ => certificate_name(patterns).into(),
         },
         status: solution.status,

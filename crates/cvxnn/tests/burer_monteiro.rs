@@ -1,10 +1,9 @@
 //! The shared-neuron vector-output model in Burer-Monteiro form (DESIGN section 1, "Multiple
 //! outputs") on iris (3 classes).
 
-use std::path::PathBuf;
+mod common;
 
-use cvxnn::data::{read_table, Standardizer};
-use cvxnn::estimator::design_matrix;
+use common::iris_one_hot;
 use cvxnn::linalg::Matrix;
 use cvxnn::loss::LossKind;
 use cvxnn::network::Network;
@@ -15,21 +14,6 @@ use cvxnn::program::{
 use cvxnn::solver::{SolverSettings, Status};
 
 const CLASSES: usize = 3;
-
-fn iris() -> (Matrix, Vec<f64>) {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/data/iris.csv"
-    ));
-    let t = read_table(&path, "y").unwrap();
-    let x = design_matrix(&t.features, &Standardizer::fit(&t.features), true).unwrap();
-    let n = x.nrows();
-    let mut y = vec![0.0; n * CLASSES];
-    for (j, label) in t.target.values().unwrap().into_iter().enumerate() {
-        y[label as usize * n + j] = 1.0;
-    }
-    (x, y)
-}
 
 fn settings(tol: f64) -> SolverSettings {
     SolverSettings {
@@ -60,7 +44,7 @@ fn check_rebuild(
 
 #[test]
 fn gated_bm_reaches_the_nuclear_norm_optimum() {
-    let (x, y) = iris();
+    let (x, y) = iris_one_hot();
     let pats = sample_patterns(&x, 16, 2).unwrap();
     let lambda = 1e-3;
     for loss in [LossKind::Squared, LossKind::CrossEntropy] {
@@ -116,7 +100,7 @@ fn gated_bm_reaches_the_nuclear_norm_optimum() {
 
 #[test]
 fn relu_bm_is_feasible_rebuilds_and_is_bounded() {
-    let (x, y) = iris();
+    let (x, y) = iris_one_hot();
     let n = x.nrows();
     let pats = sample_patterns(&x, 16, 2).unwrap();
     let (loss, lambda) = (LossKind::Squared, 1e-2);
@@ -218,7 +202,7 @@ fn relu_bm_is_feasible_rebuilds_and_is_bounded() {
 
 #[test]
 fn relu_bm_is_reproducible() {
-    let (x, y) = iris();
+    let (x, y) = iris_one_hot();
     let pats = sample_patterns(&x, 8, 3).unwrap();
     let st = SolverSettings {
         tol: 1e-6,
@@ -254,7 +238,7 @@ fn relu_bm_is_reproducible() {
 
 #[test]
 fn arguments_are_checked() {
-    let (x, y) = iris();
+    let (x, y) = iris_one_hot();
     let pats = sample_patterns(&x, 4, 0).unwrap();
     let m = &pats.masks;
     let new = |rank| {

@@ -5,10 +5,9 @@
 //! predict and attains the convex objective; the shared-neuron (nuclear-norm) program is never
 //! above the per-output one over the same gates.
 
-use std::path::PathBuf;
+mod common;
 
-use cvxnn::data::{read_table, Standardizer};
-use cvxnn::estimator::design_matrix;
+use common::iris_one_hot;
 use cvxnn::linalg::Matrix;
 use cvxnn::loss::LossKind;
 use cvxnn::network::{Network, RawNetwork};
@@ -17,22 +16,6 @@ use cvxnn::program::{ModelKind, OutputMode, TwoLayerProgram};
 use cvxnn::solver::{Solution, SolverSettings, Status};
 
 const CLASSES: usize = 3;
-
-/// Iris design matrix (z-scored, bias column) and one-hot targets (`n x 3`, column-major).
-fn iris() -> (Matrix, Vec<f64>) {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/data/iris.csv"
-    ));
-    let t = read_table(&path, "y").unwrap();
-    let x = design_matrix(&t.features, &Standardizer::fit(&t.features), true).unwrap();
-    let n = x.nrows();
-    let mut y = vec![0.0; n * CLASSES];
-    for (j, label) in t.target.values().unwrap().into_iter().enumerate() {
-        y[label as usize * n + j] = 1.0;
-    }
-    (x, y)
-}
 
 fn settings(tol: f64) -> SolverSettings {
     SolverSettings {
@@ -104,7 +87,7 @@ fn check_rebuild(prog: &TwoLayerProgram<'_>, sol: &Solution, gates: Option<&Matr
 
 #[test]
 fn separate_squared_is_the_sum_of_one_output_programs() {
-    let (x, y) = iris();
+    let (x, y) = iris_one_hot();
     let n = x.nrows();
     let pats = sample_patterns(&x, 16, 0).unwrap();
     for model in [ModelKind::GatedRelu, ModelKind::Relu] {
@@ -141,7 +124,7 @@ fn separate_squared_is_the_sum_of_one_output_programs() {
 
 #[test]
 fn cross_entropy_certifies_and_rebuilds() {
-    let (x, y) = iris();
+    let (x, y) = iris_one_hot();
     let pats = sample_patterns(&x, 16, 1).unwrap();
     for model in [ModelKind::GatedRelu, ModelKind::Relu] {
         let prog = TwoLayerProgram::with_outputs(
@@ -186,7 +169,7 @@ fn cross_entropy_certifies_and_rebuilds() {
 
 #[test]
 fn shared_gated_nuclear_norm_certifies_and_rebuilds_by_svd() {
-    let (x, y) = iris();
+    let (x, y) = iris_one_hot();
     let pats = sample_patterns(&x, 16, 2).unwrap();
     for loss in [LossKind::Squared, LossKind::CrossEntropy] {
         let lambda = 1e-3;
@@ -234,7 +217,7 @@ fn shared_gated_nuclear_norm_certifies_and_rebuilds_by_svd() {
 
 #[test]
 fn shapes_and_modes_are_checked() {
-    let (x, y) = iris();
+    let (x, y) = iris_one_hot();
     let pats = sample_patterns(&x, 5, 0).unwrap();
     let m = &pats.masks;
     // Targets that do not fill n x c.

@@ -66,6 +66,26 @@ pub fn problem(n: usize, d: usize, loss: LossKind, seed: u64) -> (Matrix, Vec<f6
     (Matrix::from_rows(&rows, d).expect("rectangular rows"), y)
 }
 
+/// Iris (3 classes) as the multi-output programs take it: the z-scored design matrix with a bias
+/// column, and one-hot targets (`n x 3`, column-major).
+pub fn iris_one_hot() -> (Matrix, Vec<f64>) {
+    let path = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/data/iris.csv"
+    ));
+    let t = cvxnn::data::read_table(&path, "y").expect("bundled iris");
+    let std = cvxnn::data::Standardizer::fit(&t.features);
+    let x = cvxnn::estimator::design_matrix(&t.features, &std, true).expect("design matrix");
+    let classes: Vec<usize> = t
+        .target
+        .values()
+        .expect("numeric classes")
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    (x, cvxnn::data::one_hot(&classes, 3))
+}
+
 /// `|a - b| / max(|a|, |b|, tiny)`.
 pub fn rel_diff(a: f64, b: f64) -> f64 {
     (a - b).abs() / a.abs().max(b.abs()).max(1e-300)

@@ -1,5 +1,7 @@
 //! `cvxnn baseline`: the same two-layer ReLU network trained directly by Adam or SGD (the
 //! non-convex problem), with `train`'s preprocessing and model directory, to compare against.
+//! With `--task multiclass` the network has one output per class (every neuron feeding all of
+//! them) and softmax cross-entropy by default.
 
 use std::path::PathBuf;
 
@@ -30,14 +32,15 @@ pub struct BaselineArgs {
     /// Name of the target column.
     #[arg(long, default_value = "y")]
     pub target: String,
-    /// Prediction task.
+    /// Prediction task (multiclass: one output per class, each neuron feeding all of them).
     #[arg(long, value_enum, default_value_t = TaskArg::Auto)]
     pub task: TaskArg,
-    /// Loss (default: squared for regression, logistic for binary).
+    /// Loss (default: squared for regression, logistic for binary, cross-entropy for
+    /// multiclass).
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
     /// Weight-decay strength lambda (>= 0), objective scaled as (1/n) sum loss +
-    /// (lambda/2) sum (||u_j||^2 + alpha_j^2), as in `train` and `certify`.
+    /// (lambda/2) sum (||u_j||^2 + ||alpha_j||^2), as in `train` and `certify`.
     #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
     pub lambda: f64,
     /// Optimizer.
@@ -164,6 +167,12 @@ fn summary(a: &BaselineArgs, r: &BaselineReport) -> String {
         "  optimizer    {hyper}, lr {:e}, {batch}, width {}\n",
         r.learning_rate, r.neurons
     );
+    if r.outputs > 1 {
+        s += &format!(
+            "  outputs      {} classes (every neuron feeds all class outputs)\n",
+            r.outputs
+        );
+    }
     if r.target_scale != 1.0 {
         s += &format!(
             "  targets      divided by {:.6} (their train std); objectives in those units\n",
@@ -181,6 +190,14 @@ fn summary(a: &BaselineArgs, r: &BaselineReport) -> String {
     s += &format!("  train        {}\n", metrics_line(&r.train));
     if let Some(t) = &r.test {
         s += &format!("  test         {}\n", metrics_line(t));
+    }
+    if r.outputs > 1 {
+        if let Some(dir) = &a.out {
+            s += &format!("  saved        {}\n", dir.display());
+        }
+        s += "  certify      takes one-output networks only: no certificate for this multiclass \
+              network\n";
+        return s;
     }
     if let Some(dir) = &a.out {
         s += &format!("  saved        {}\n", dir.display());

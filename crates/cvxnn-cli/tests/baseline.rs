@@ -211,3 +211,76 @@ fn bad_input_fails_naming_the_problem() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.csv"));
 }
+
+#[test]
+fn multiclass_baseline_saves_a_c_output_model_that_predicts_labels() {
+    let dir = TempDir::new("bl-multiclass");
+    let model = dir.join("model");
+    let iris = example("iris.csv");
+    let r = ok_json(&run(
+        "baseline --task multiclass --lambda 1e-3 --width 16 --lr 1e-2 --epochs 300 --json",
+        &[("--data", &iris), ("--out", &model)],
+    ));
+    assert_eq!(r["task"], "multiclass");
+    assert_eq!(r["loss"], "cross-entropy");
+    assert_eq!(num(&r, "outputs"), 3.0);
+    assert_eq!(num(&r, "neurons"), 16.0);
+    assert!(
+        num(&r, "objective") < 0.3 * num(&r, "initial_objective"),
+        "{r}"
+    );
+    assert!(num(&r["test"], "accuracy") >= 0.85, "{r}");
+    assert!(r["test"]["confusion"].is_object(), "{r}");
+    // A (3, m) output layer; model.json says every neuron feeds every class.
+    let net = cvxnn::network::RawNetwork::load(&model.join("model.safetensors")).expect("load");
+    assert_eq!((net.outputs, net.w2.len()), (3, 3 * 16));
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("model.json")).expect("model.json"),
+    )
+    .expect("json");
+    assert_eq!(meta["task"], "multiclass");
+    assert_eq!(meta["output_mode"], "shared");
+    // predict returns class names from the data.
+    let p = run("predict", &[("--model", &model), ("--data", &iris)]);
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    let text = String::from_utf8_lossy(&p.stdout);
+    let file = std::fs::read_to_string(&iris).expect("iris");
+    let classes: Vec<&str> = file
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.rsplit(',').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(text.lines().count(), 151, "{text}");
+    assert!(
+        text.lines().skip(1).all(|l| classes.contains(&l.trim())),
+        "{text}"
+    );
+    let right = text
+        .lines()
+        .skip(1)
+        .zip(&classes)
+        .filter(|(p, t)| p.trim() == **t)
+        .count();
+    assert!(right >= 135, "{right} of 150");
+    // The summary names the classes and says certify does not apply; certify refuses it.
+    let s = run(
+        "baseline --task multiclass --width 8 --epochs 20",
+        &[("--data", &iris)],
+    );
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let text = String::from_utf8_lossy(&s.stdout);
+    assert!(text.contains("cross-entropy loss"), "{text}");
+    assert!(text.contains("3 classes"), "{text}");
+    assert!(text.contains("no certificate"), "{text}");
+    let c = run(
+        "certify --lambda 1e-3 -q",
+        &[("--model", &model), ("--data", &iris)],
+    );
+    assert!(!c.status.success());
+    assert!(
+        String::from_utf8_lossy(&c.stderr).contains("one-output"),
+        "{}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+}

@@ -1,8 +1,12 @@
 //! The baseline users compare the convex programs against: the same two-layer ReLU network,
 //! trained on a table directly by Adam or SGD ([`crate::network::train_gradient`]), with exactly
 //! the preprocessing of [`crate::estimator::train`] (split, standardization, bias column, target
-//! scaling, task and loss inference), saved as the same model directory (`model.json`,
-//! `model.safetensors` in PyTorch naming, `report.json`), so that `certify` and `predict` take it.
+//! scaling, task and loss inference, one-hot targets for multiclass), saved as the same model
+//! directory (`model.json`, `model.safetensors` in PyTorch naming, `report.json`), so that
+//! `predict` takes it, and `certify` too for one-output (regression, binary) networks.
+//!
+//! For multiclass the network has a full `m x c` output layer (every neuron feeds every class,
+//! PyTorch's `Linear(m, c, bias=False)`), trained on softmax cross-entropy by default.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,10 +21,10 @@ use crate::program::ModelKind;
 /// (`cvxnn baseline`), except `gradient.record_every`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BaselineConfig {
-    /// Regression or binary classification (multiclass is not wired yet); `None` infers it from
-    /// the target.
+    /// Regression, binary or multiclass classification; `None` infers it from the target.
     pub task: Option<Task>,
-    /// Data-fit term; `None` picks squared for regression, logistic for binary.
+    /// Data-fit term; `None` picks squared for regression, logistic for binary, softmax
+    /// cross-entropy for multiclass.
     pub loss: Option<LossKind>,
     /// Weight-decay strength (>= 0).
     pub lambda: f64,
@@ -91,6 +95,9 @@ pub struct BaselineReport {
     pub record_every: usize,
     /// Hidden neurons.
     pub neurons: usize,
+    /// Outputs of the network (the number of classes for multiclass, else 1).
+    #[serde(default = "one")]
+    pub outputs: usize,
     /// Regularization strength.
     pub lambda: f64,
     /// Loss used.
@@ -114,9 +121,14 @@ pub struct BaselineReport {
     pub test: Option<Metrics>,
 }
 
+fn one() -> usize {
+    1
+}
+
 /// Trains the non-convex network on `table` by gradient as configured; every setting is
 /// validated before any work. The model holds the network on raw features (preprocessing folded
-/// in, output in the target's units), its metadata says `model: relu` with 0 patterns.
+/// in, output in the target's units), its metadata says `model: relu` with 0 patterns (and
+/// `output_mode: shared` for multiclass: every neuron feeds every class).
 pub fn train_baseline(
     table: &Table,
     cfg: &BaselineConfig,
@@ -132,6 +144,7 @@ pub fn train_baseline(
     let TrainingData {
         task,
         loss,
+        outputs,
         labels,
         train_idx,
         test_idx,
@@ -151,9 +164,6 @@ pub fn train_baseline(
         cfg.test_fraction,
         seed,
     )?;
-    if task == Task::Multiclass {
-        return Err(crate::estimator::one_output_only("baseline (Adam/SGD)"));
-    }
     let out = train_gradient(&x, &y_train, loss, cfg.lambda, &cfg.gradient)?;
     let mut raw = RawNetwork::from_network(
         &out.network,
@@ -167,7 +177,11 @@ pub fn train_baseline(
         version: env!("CARGO_PKG_VERSION").to_string(),
         architecture: "two-layer".into(),
         model: ModelKind::Relu,
-        output_mode: crate::program::OutputMode::Separate,
+        output_mode: if outputs > 1 {
+            crate::program::OutputMode::Shared
+        } else {
+            crate::program::OutputMode::Separate
+        },
         task,
         loss,
         lambda: cfg.lambda,
@@ -207,6 +221,7 @@ pub fn train_baseline(
         batch_size: cfg.gradient.batch_size.filter(|&b| b < x.nrows()),
         record_every: cfg.gradient.record_every,
         neurons: out.network.neurons(),
+        outputs: out.network.outputs,
         lambda: cfg.lambda,
         loss,
         task,
@@ -321,6 +336,70 @@ mod tests {
         assert_eq!(report.target_scale, 1.0);
         assert!(report.train.accuracy.unwrap() >= 0.8, "{report:?}");
         assert!(model.meta.labels.is_some());
+    }
+
+    #[test]
+    fn multiclass_trains_a_c_output_network_on_one_hot_targets() {
+        let dir = TempDir::new();
+        let mut text = String::from("a,b,y\n");
+        for i in 0..45 {
+            let t = i as f64;
+            let (a, b) = ((0.9 * t).sin() * 3.0 + 10.0, (0.4 * t + 1.0).cos());
+            let class = ["setosa", "versicolor", "virginica"][i % 3];
+            let shift = (i % 3) as f64;
+            text += &format!("{},{},{class}\n", a + 8.0 * shift, b - 3.0 * shift);
+        }
+        let t = read_table(&dir.write("m.csv", text), "y").unwrap();
+        let mut cfg = BaselineConfig {
+            task: Some(Task::Multiclass),
+            ..config()
+        };
+        cfg.gradient.epochs = 500;
+        let (model, report) = train_baseline(&t, &cfg).unwrap();
+        assert_eq!(report.task, Task::Multiclass);
+        assert_eq!(report.loss, LossKind::CrossEntropy);
+        assert_eq!((report.outputs, model.network.outputs), (3, 3));
+        assert_eq!(model.network.w2.len(), 3 * report.neurons);
+        assert_eq!(model.meta.output_mode, crate::program::OutputMode::Shared);
+        assert!(report.train.accuracy.unwrap() >= 0.9, "{report:?}");
+        assert!(report.objective < 0.5 * report.initial_objective);
+        // The saved network, in the design space, has the reported objective on one-hot targets.
+        let (idx, _) = crate::data::train_test_split(45, 0.2, cfg.gradient.seed).unwrap();
+        let x = design_matrix(
+            &t.features.select_rows(&idx),
+            &model.meta.standardizer,
+            true,
+        )
+        .unwrap();
+        let net = model
+            .network
+            .to_network(
+                &model.meta.standardizer.mean,
+                &model.meta.standardizer.scale,
+                true,
+            )
+            .unwrap();
+        let labels = model.meta.labels.as_ref().unwrap();
+        let classes = labels.encode(&t.target.select(&idx)).unwrap();
+        let n = idx.len();
+        let mut y = vec![0.0; 3 * n];
+        for (i, &k) in classes.iter().enumerate() {
+            y[k * n + i] = 1.0;
+        }
+        let obj = net
+            .objective(&x, &y, LossKind::CrossEntropy, cfg.lambda)
+            .unwrap();
+        assert!((obj - report.objective).abs() <= 1e-12 * report.objective);
+        // Predictions are the class labels.
+        match model.predict(&t.features).unwrap() {
+            crate::estimator::Predictions::Labels(l) => {
+                assert_eq!(l.len(), 45);
+                assert!(l
+                    .iter()
+                    .all(|s| ["setosa", "versicolor", "virginica"].contains(&s.as_str())));
+            }
+            other => panic!("expected labels, got {other:?}"),
+        }
     }
 
     #[test]

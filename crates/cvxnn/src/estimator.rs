@@ -410,8 +410,8 @@ impl Predictions {
     }
 }
 
-/// The error of the commands that take one-output networks only (`certify`, `baseline`) on a
-/// multiclass task, naming `what` runs.
+/// The error of the commands that take one-output networks only (`certify`) on a multiclass
+/// task, naming `what` runs.
 pub(crate) fn one_output_only(what: &str) -> CvxnnError {
     CvxnnError::arg(
         "task",

@@ -4,9 +4,14 @@
 //! Solvers only see [`LinearMap`]; CNN and Fourier operators will be further implementors.
 
 mod arrangement;
+pub mod fourier;
 mod outputs;
 
 pub use arrangement::{ArrangementOperator, Layout};
+pub use fourier::{
+    coefficients_to_spectrum, filters_from_coefficients, fourier_groups, inverse_real_spectrum,
+    real_spectrum, FourierFeatures,
+};
 pub use outputs::OutputBlocks;
 
 /// A linear map `K` from variables (length [`LinearMap::n_vars`]) to an image (length

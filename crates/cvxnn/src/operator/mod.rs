@@ -5,9 +5,11 @@
 
 mod arrangement;
 mod outputs;
+mod patch_sum;
 
 pub use arrangement::{ArrangementOperator, Layout};
 pub use outputs::OutputBlocks;
+pub use patch_sum::PatchSum;
 
 /// A linear map `K` from variables (length [`LinearMap::n_vars`]) to an image (length
 /// [`LinearMap::image_len`]), with its adjoint. Results must not depend on the thread count.

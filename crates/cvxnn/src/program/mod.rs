@@ -38,6 +38,7 @@ impl std::fmt::Display for OutputMode {
 }
 
 pub mod burer_monteiro;
+mod cnn;
 pub mod column_generation;
 pub mod polish;
 mod two_layer;
@@ -45,6 +46,7 @@ mod two_layer;
 pub use burer_monteiro::{
     solve_shared_relu_bm, BmBound, BmFactors, BmSolution, GapKind, SharedReluProgram,
 };
+pub use cnn::ConvProgram;
 pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
     ColumnGenerationSettings, RoundSolver,

@@ -137,6 +137,11 @@ pub enum ModelArg {
     Relu,
     /// Gated ReLU: group lasso over fixed gates (R-FISTA).
     GatedRelu,
+    /// Two-layer CNN (convolution, ReLU, global sum pooling, linear), exact cone-constrained
+    /// program over the patterns of the patch matrix (train only; needs --input-shape, --kernel).
+    CnnRelu,
+    /// Gated-ReLU CNN: group lasso over gates in R^h applied to every patch (train only).
+    CnnGatedRelu,
 }
 
 /// The data-fit term.
@@ -338,6 +343,19 @@ pub struct TrainArgs {
     /// For gated-relu: also rebuild a ReLU network by cone decomposition and report its objective.
     #[arg(long)]
     pub decompose: bool,
+    /// CNN models: shape of each sample, `C,H,W` (images) or `C,L` (signals); the feature
+    /// columns hold it row-major.
+    #[arg(long, value_name = "C,H,W")]
+    pub input_shape: Option<String>,
+    /// CNN models: kernel size, `3x3` (or `3` for a square kernel / a 1-D input).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// CNN models: stride.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// CNN models: zero padding on every side.
+    #[arg(long, default_value_t = 0)]
+    pub padding: usize,
 }
 
 /// `cvxnn path`.

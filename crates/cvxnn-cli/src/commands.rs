@@ -100,6 +100,9 @@ pub(crate) fn base_config(
         model: match p.model {
             ModelArg::Relu => ModelKind::Relu,
             ModelArg::GatedRelu => ModelKind::GatedRelu,
+            ModelArg::CnnRelu | ModelArg::CnnGatedRelu => {
+                bail!("invalid argument `model`: the CNN models are trained by `cvxnn train` only")
+            }
         },
         loss: loss_arg(d.loss),
         patterns,
@@ -203,6 +206,12 @@ pub(crate) fn refuse_occupied(out: Option<&Path>, force: bool, files: &[&str]) -
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
+    if matches!(a.program.model, ModelArg::CnnRelu | ModelArg::CnnGatedRelu) {
+        return crate::cnn::run_train_cnn(a);
+    }
+    if a.input_shape.is_some() || a.kernel.is_some() {
+        bail!("invalid argument `input-shape`: --input-shape and --kernel need --model cnn-relu or cnn-gated-relu");
+    }
     if a.decompose && a.program.model != ModelArg::GatedRelu {
         bail!("--decompose applies to --model gated-relu only");
     }
@@ -416,7 +425,7 @@ pub(crate) fn confusion_lines(split: &str, m: &cvxnn::estimator::Metrics) -> Str
 
 /// `field` as one CSV cell: quoted (inner quotes doubled) when it holds a comma, a quote, a line
 /// break or surrounding whitespace.
-fn csv_cell(field: &str) -> String {
+pub(crate) fn csv_cell(field: &str) -> String {
     let special = field.contains([',', '"', '\n', '\r']) || field.trim() != field;
     if special {
         format!("\"{}\"", field.replace('"', "\"\""))
@@ -430,6 +439,9 @@ fn run_predict(a: PredictArgs) -> Result<()> {
         if out.exists() && !a.force {
             bail!("{} exists; pass --force to replace it", out.display());
         }
+    }
+    if cvxnn::conv::is_conv_model(&a.model) {
+        return crate::cnn::run_predict_cnn(a);
     }
     let model = TrainedModel::load(&a.model)?;
     let (x, target) = read_features(&a.data, &model.meta.feature_names, &model.meta.target)?;
@@ -460,7 +472,7 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 

@@ -47,6 +47,7 @@
 
 pub mod baseline;
 pub mod certificate;
+pub mod conv;
 pub mod data;
 pub mod error;
 pub mod estimator;

@@ -12,6 +12,7 @@
 
 mod gates;
 mod labels;
+mod patches;
 mod split;
 mod standardize;
 mod table;
@@ -24,6 +25,7 @@ pub use labels::{
     argmax_classes, binary_class, binary_targets, encode_target, one_hot, ClassLabels,
     EncodedTarget, Task,
 };
+pub use patches::{patches, ConvShape};
 pub use split::train_test_split;
 pub use standardize::Standardizer;
 pub use table::{read_features, read_table, Table, TargetColumn};

@@ -2,10 +2,12 @@
 //! (DESIGN section 0), their export in PyTorch naming, and their direct (non-convex) training by
 //! Adam or SGD ([`train_gradient`]), the baseline the convex programs are compared against.
 
+mod conv;
 mod decompose;
 mod export;
 mod gradient;
 
+pub use conv::ConvNetwork;
 pub use decompose::decompose_gated;
 pub use export::{RawNetwork, TorchNames};
 pub use gradient::{

@@ -6,6 +6,7 @@
 mod arrangement;
 pub mod fourier;
 mod outputs;
+mod patch_sum;
 
 pub use arrangement::{ArrangementOperator, Layout};
 pub use fourier::{
@@ -13,6 +14,7 @@ pub use fourier::{
     real_spectrum, FourierFeatures,
 };
 pub use outputs::OutputBlocks;
+pub use patch_sum::PatchSum;
 
 /// A linear map `K` from variables (length [`LinearMap::n_vars`]) to an image (length
 /// [`LinearMap::image_len`]), with its adjoint. Results must not depend on the thread count.

@@ -39,6 +39,7 @@ impl std::fmt::Display for OutputMode {
 
 pub mod burer_monteiro;
 pub mod circular;
+mod cnn;
 pub mod column_generation;
 pub mod polish;
 mod two_layer;
@@ -47,6 +48,7 @@ pub use burer_monteiro::{
     solve_shared_relu_bm, BmBound, BmFactors, BmSolution, GapKind, SharedReluProgram,
 };
 pub use circular::{CircularCnn, CircularProgram};
+pub use cnn::ConvProgram;
 pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
     ColumnGenerationSettings, RoundSolver,

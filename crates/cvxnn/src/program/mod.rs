@@ -55,6 +55,34 @@ pub use column_generation::{
 };
 pub use two_layer::TwoLayerProgram;
 
+/// The checks every program's constructor shares (after its own shape checks): patterns to
+/// solve over, `lambda > 0` and finite, finite data, and targets that fit the loss.
+pub(crate) fn check_inputs(
+    x: &crate::linalg::Matrix,
+    y: &[f64],
+    outputs: usize,
+    masks: &crate::patterns::Masks,
+    loss: crate::loss::LossKind,
+    lambda: f64,
+) -> crate::Result<()> {
+    if masks.is_empty() {
+        return Err(crate::CvxnnError::arg(
+            "patterns",
+            "no activation pattern to solve over",
+        ));
+    }
+    if !(lambda.is_finite() && lambda > 0.0) {
+        return Err(crate::CvxnnError::arg(
+            "lambda",
+            format!("must be a finite number > 0, got {lambda}"),
+        ));
+    }
+    if let Some(v) = x.as_slice().iter().find(|v| !v.is_finite()) {
+        return Err(crate::CvxnnError::arg("x", format!("data contains {v}")));
+    }
+    loss.check_targets(y, outputs)
+}
+
 impl ModelKind {
     /// Variable columns per pattern (`1` for gated, `2` for ReLU: `v_i` and `w_i`).
     pub fn columns_per_pattern(self) -> usize {

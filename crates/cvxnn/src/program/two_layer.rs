@@ -103,22 +103,7 @@ impl<'a> TwoLayerProgram<'a> {
                 x.nrows()
             )));
         }
-        if masks.is_empty() {
-            return Err(CvxnnError::arg(
-                "patterns",
-                "no activation pattern to solve over",
-            ));
-        }
-        if !(lambda.is_finite() && lambda > 0.0) {
-            return Err(CvxnnError::arg(
-                "lambda",
-                format!("must be a finite number > 0, got {lambda}"),
-            ));
-        }
-        if let Some(v) = x.as_slice().iter().find(|v| !v.is_finite()) {
-            return Err(CvxnnError::arg("x", format!("data contains {v}")));
-        }
-        loss.check_targets(y, outputs)?;
+        super::check_inputs(x, y, outputs, masks, loss, lambda)?;
         Ok(TwoLayerProgram {
             x,
             y,

@@ -126,7 +126,7 @@ pub enum TaskArg {
     /// Two labels (any strings), mapped in sorted order (numeric when both are numbers) to -1
     /// and +1.
     Binary,
-    /// Two or more class labels (one output per class; training not wired yet).
+    /// Two or more class labels (one output per class).
     Multiclass,
 }
 
@@ -138,9 +138,10 @@ pub enum ModelArg {
     /// Gated ReLU: group lasso over fixed gates (R-FISTA).
     GatedRelu,
     /// Two-layer CNN (convolution, ReLU, global sum pooling, linear), exact cone-constrained
-    /// program over the patterns of the patch matrix (train only; needs --input-shape, --kernel).
+    /// program over the patterns of the patch matrix (needs --kernel, and --input-shape unless
+    /// a .npy --data gives it; not for `path`).
     CnnRelu,
-    /// Gated-ReLU CNN: group lasso over gates in R^h applied to every patch (train only).
+    /// Gated-ReLU CNN: group lasso over gates in R^h applied to every patch.
     CnnGatedRelu,
 }
 
@@ -182,10 +183,13 @@ pub fn parse_lambdas(s: &str) -> Result<LambdaGrid, String> {
 /// Data, task and preprocessing (shared by `train` and `path`).
 #[derive(Args, Debug)]
 pub struct DataArgs {
-    /// CSV file with a header row; numeric features and a target column.
+    /// CSV file with a header row (numeric features and a target column), or a .npy array of
+    /// shape (n, C, H, W), (n, C, L) or (n, features) (float or integer; a CNN's --input-shape
+    /// is then inferred from it).
     #[arg(long)]
     pub data: PathBuf,
-    /// Name of the target column.
+    /// Name of the target column; with a .npy --data, the targets file: a .npy array of shape
+    /// (n) or (n, 1), or a CSV with a `y` column (or a single column).
     #[arg(long, default_value = "y")]
     pub target: String,
     /// Prediction task.
@@ -394,7 +398,8 @@ pub struct PredictArgs {
     /// Model directory written by `cvxnn train --out`.
     #[arg(long)]
     pub model: PathBuf,
-    /// CSV file with the model's feature columns (the target column may be present).
+    /// CSV file with the model's feature columns (the target column may be present), or a .npy
+    /// array of samples (n, C, H, W), (n, C, L) or (n, features).
     #[arg(long)]
     pub data: PathBuf,
     /// Write predictions to this CSV file instead of stdout.
@@ -416,18 +421,20 @@ pub struct InfoArgs {
 /// `cvxnn certify`.
 #[derive(Args, Debug)]
 pub struct CertifyArgs {
-    /// Model directory written by `cvxnn train --out` (its preprocessing is used), its
-    /// model.safetensors, or any safetensors file with `0.weight` (m, p), `0.bias` (m) and
+    /// Model directory written by `cvxnn train --out` (its preprocessing is used; CNN models
+    /// are certified by their directory), its model.safetensors, or any safetensors file with `0.weight` (m, p), `0.bias` (m) and
     /// `2.weight` (1, m) acting on raw features (preprocessing from the flags, fitted on --data).
     #[arg(long)]
     pub model: PathBuf,
-    /// CSV file with a header row; the network's features and the target column.
+    /// CSV file with a header row (the network's features and the target column), or a .npy
+    /// array of samples with the targets file in --target.
     #[arg(long)]
     pub data: PathBuf,
     /// Weight-decay strength lambda (> 0) of the training problem.
     #[arg(long, allow_hyphen_values = true)]
     pub lambda: f64,
-    /// Name of the target column (a model directory's own target by default).
+    /// Name of the target column (a model directory's own target by default); with a .npy
+    /// --data, the targets file (.npy of shape (n) or a CSV column).
     #[arg(long)]
     pub target: Option<String>,
     /// Prediction task (ignored for a model directory).

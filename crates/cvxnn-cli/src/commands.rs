@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cvxnn::certificate::OracleSettings;
-use cvxnn::data::{read_features, read_gates, read_table, Task};
+use cvxnn::data::{
+    is_npy, read_features, read_gates, read_npy_features, read_npy_table, read_table, Table, Task,
+};
 use cvxnn::estimator::{
     certify, train, Architecture, CertifyConfig, CertifyReport, ConvConfig, PatternSource, Report,
     SolverChoice, TrainConfig, TrainedModel, WarmStart, AUTO_EXACT_PATTERNS,
@@ -216,9 +218,61 @@ pub(crate) fn refuse_occupied(out: Option<&Path>, force: bool, files: &[&str]) -
     Ok(())
 }
 
+/// The sample shape `(C, [H, W] | [L])` of a `.npy` feature array with channels.
+type SampleShape = Option<(usize, Vec<usize>)>;
+
+/// Reads the training data: a CSV whose column `target` is the target, or a `.npy` feature
+/// array of shape (n, C, H, W), (n, C, L) or (n, features), whose targets are in the file
+/// `target` names (a `.npy` array of shape (n) or (n, 1), or a CSV with a `y` column or a single
+/// column). Returns the table and, for a `.npy` array with channels, its sample shape.
+pub(crate) fn load_table(data: &Path, target: &str) -> Result<(Table, SampleShape)> {
+    if !is_npy(data) {
+        return Ok((read_table(data, target)?, None));
+    }
+    let file = Path::new(target);
+    if !file.is_file() {
+        bail!(
+            "invalid argument `target`: with a .npy --data, --target names the targets file (a .npy array of shape (n) or a CSV column), and `{target}` is not a file"
+        );
+    }
+    let (table, sample) = read_npy_table(data, file, "y")?;
+    let shape = match sample.split_first() {
+        Some((&c, rest)) if !rest.is_empty() => Some((c, rest.to_vec())),
+        _ => None,
+    };
+    Ok((table, shape))
+}
+
+/// Feature rows for a model: a CSV with the model's columns (and maybe its target), or a `.npy`
+/// array whose samples flatten to the model's feature count (no target).
+fn load_features(
+    data: &Path,
+    meta: &cvxnn::estimator::ModelMeta,
+    target: &str,
+) -> Result<(cvxnn::linalg::Matrix, Option<cvxnn::data::TargetColumn>)> {
+    if !is_npy(data) {
+        return Ok(read_features(data, &meta.feature_names, target)?);
+    }
+    let (x, sample) = read_npy_features(data)?;
+    if x.ncols() != meta.feature_names.len() {
+        bail!(
+            "invalid argument `data`: {} holds samples of shape {sample:?} ({} values), the model takes {}",
+            data.display(),
+            x.ncols(),
+            meta.feature_names.len()
+        );
+    }
+    Ok((x, None))
+}
+
 fn run_train(a: TrainArgs) -> Result<()> {
-    let conv = crate::cnn::conv_config(&a, None)?;
-    if conv.is_some() && a.lambda == LambdaArg::Auto {
+    // A .npy array may give the input shape; a CSV's CNN options are checked before any work.
+    let early = if is_npy(&a.input.data) {
+        None
+    } else {
+        Some(crate::cnn::conv_config(&a, None)?)
+    };
+    if crate::cnn::is_cnn(a.program.model) && a.lambda == LambdaArg::Auto {
         bail!("invalid argument `lambda`: the CNN models take a number, not auto");
     }
     if a.decompose && a.program.model != ModelArg::GatedRelu {
@@ -228,7 +282,11 @@ fn run_train(a: TrainArgs) -> Result<()> {
         bail!("invalid argument `lambdas`: --lambdas applies to --lambda auto");
     }
     refuse_occupied_out(a.out.as_deref(), a.force)?;
-    let table = read_table(&a.input.data, &a.input.target)?;
+    let (table, sample) = load_table(&a.input.data, &a.input.target)?;
+    let conv = match early {
+        Some(c) => c,
+        None => crate::cnn::conv_config(&a, sample)?,
+    };
     let (lambda, chosen) = match a.lambda {
         LambdaArg::Value(v) => (v, None),
         LambdaArg::Auto => {
@@ -475,7 +533,7 @@ fn run_predict(a: PredictArgs) -> Result<()> {
         }
     }
     let model = TrainedModel::load(&a.model)?;
-    let (x, target) = read_features(&a.data, &model.meta.feature_names, &model.meta.target)?;
+    let (x, target) = load_features(&a.data, &model.meta, &model.meta.target)?;
     let pred = model.predict(&x)?;
     // Metrics first: a target the model cannot read (an unknown label) stops before any output.
     let metrics = match &target {
@@ -617,7 +675,13 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
     let table = match &meta {
         Some(m) => {
             let target = a.target.clone().unwrap_or_else(|| m.target.clone());
-            let (x, t) = read_features(&a.data, &m.feature_names, &target)?;
+            let (x, t) = if is_npy(&a.data) {
+                let (t, _) = load_table(&a.data, &target)?;
+                load_features(&a.data, m, &target)?;
+                (t.features, Some(t.target))
+            } else {
+                read_features(&a.data, &m.feature_names, &target)?
+            };
             let Some(t) = t else {
                 bail!(
                     "{}: target column `{target}` not found (certify needs the targets)",
@@ -632,7 +696,7 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
                 target: t,
             }
         }
-        None => read_table(&a.data, a.target.as_deref().unwrap_or("y"))?,
+        None => load_table(&a.data, a.target.as_deref().unwrap_or("y"))?.0,
     };
     let cfg = CertifyConfig {
         task: task_arg(a.task),

@@ -1,7 +1,6 @@
 //! `cvxnn path`: the regularization path, its table, path.json and path.svg.
 
 use anyhow::{Context, Result};
-use cvxnn::data::read_table;
 use cvxnn::estimator::Metrics;
 use cvxnn::path::{regularization_path, PathConfig, PathEvent, PathReport, PathRow};
 
@@ -30,7 +29,7 @@ pub(crate) fn run_path(a: PathArgs) -> Result<()> {
         anyhow::bail!("invalid argument `model`: the regularization path takes the dense models (relu, gated-relu); train CNNs at a given --lambda");
     }
     refuse_occupied(a.out.as_deref(), a.force, &PATH_FILES)?;
-    let table = read_table(&a.input.data, &a.input.target)?;
+    let (table, _) = crate::commands::load_table(&a.input.data, &a.input.target)?;
     // Column generation's initial sample size does not apply: the path refuses adaptive.
     let cfg = base_config(&a.input, &a.program, table.feature_names.len(), 0)?;
     let path = PathConfig {

@@ -155,3 +155,206 @@ fn cnn_bad_arguments_name_the_argument() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("`input-shape`"), "{}", stderr(&out));
 }
+
+/// The first `rows` digits (all ten classes), the bundled file only read.
+fn digits_subset(dir: &TempDir, rows: usize) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data/digits.csv");
+    let text = std::fs::read_to_string(src).expect("read digits");
+    let out: Vec<&str> = text.lines().take(rows + 1).collect();
+    let p = dir.join("digits-subset.csv");
+    std::fs::write(&p, out.join("\n") + "\n").expect("write csv");
+    p
+}
+
+/// A C-order little-endian `.npy` file (format 1.0) of `descr` (`<f8`, `<f4`, `<i8`, `|u1`, ...)
+/// written by hand, so that the test needs no npy crate.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], bytes: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(bytes);
+    std::fs::write(path, out).expect("write npy");
+}
+
+/// Multiclass CNN (gated, separate outputs, cross-entropy) on 300 digits of all ten classes:
+/// certified, the rebuilt network attains the convex objective, the Linear layer has ten
+/// outputs, and predict writes the labels with the training accuracy.
+#[test]
+fn cnn_multiclass_on_digits_subset() {
+    let dir = TempDir::new("cnn-multiclass");
+    let data = digits_subset(&dir, 300);
+    let out_dir = dir.join("model");
+    let out = run(
+        "train --task multiclass --model cnn-gated-relu --input-shape 1,8,8 --kernel 3x3 --stride 2 --patterns 8 --lambda 1e-2 --tol 1e-5 --test-fraction 0 --json --quiet",
+        &[("--data", &data), ("--out", &out_dir)],
+    );
+    let r = ok_json(&out);
+    assert_eq!(r["status"], "converged", "{r}");
+    assert_eq!(r["loss"], "cross-entropy");
+    assert_eq!(num(&r, "outputs"), 10.0);
+    assert!(num(&r, "relative_gap") <= 1e-5, "{r}");
+    assert!(num(&r, "dual_bound") <= num(&r, "objective"));
+    let rel = (num(&r, "objective") - num(&r, "network_objective")).abs() / num(&r, "objective");
+    assert!(rel <= 1e-9, "rebuilt network objective off by {rel}");
+    let m = num(&r, "neurons") as usize;
+    let shapes = tensor_shapes(&out_dir.join("model.safetensors"));
+    assert_eq!(shapes["4.weight"]["shape"], serde_json::json!([10, m]));
+    assert_eq!(
+        shapes["gate.weight"]["shape"],
+        serde_json::json!([m, 1, 3, 3])
+    );
+    let pred = run("predict", &[("--model", &out_dir), ("--data", &data)]);
+    assert!(pred.status.success(), "{}", stderr(&pred));
+    let text = String::from_utf8_lossy(&pred.stdout);
+    let labels: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(labels.len(), 300);
+    assert!(labels
+        .iter()
+        .all(|l| l.len() == 1 && l.as_bytes()[0].is_ascii_digit()));
+    let acc = r["train"]["accuracy"].as_f64().expect("accuracy");
+    assert!(acc >= 0.9, "train accuracy {acc}");
+    assert!(
+        stderr(&pred).contains(&format!("accuracy {acc:.4}")),
+        "{}",
+        stderr(&pred)
+    );
+    let info = run("info", &[("--model", &out_dir)]);
+    let info_text = String::from_utf8_lossy(&info.stdout);
+    assert!(info_text.contains("cnn-sum-pool"), "{info_text}");
+    assert!(info_text.contains("10 classes"), "{info_text}");
+}
+
+/// certify on a saved CNN: its objective is the training report's; with the training run's
+/// sampled patterns (same seed, same patch matrix) plus the network's own the bound is below
+/// it, and for the gated model (whose own patterns are among the training ones) meets it. (A
+/// ReLU filter's recomputed pattern `1[Xs u >= 0]` can differ from its training mask on rows
+/// where `Xs u` is zero up to rounding, which adds a pattern and may lower the optimum.) At a
+/// 100x smaller lambda the same network is far from optimal.
+#[test]
+fn cnn_certify_own_optimum() {
+    let dir = TempDir::new("cnn-certify");
+    let data = signals_csv(&dir);
+    for (model, patterns, tol) in [("cnn-gated-relu", 20, 1e-8), ("cnn-relu", 10, 1e-6)] {
+        let out_dir = dir.join(model);
+        let r = ok_json(&run(
+            &format!(
+                "train --model {model} --input-shape 1,6 --kernel 3 --padding 1 --lambda 1e-2 --test-fraction 0 --json --quiet --patterns {patterns} --tol {tol}"
+            ),
+            &[("--data", &data), ("--out", &out_dir)],
+        ));
+        let c = ok_json(&run(
+            &format!("certify --lambda 1e-2 --patterns {patterns} --tol 1e-5 --json --quiet"),
+            &[("--model", &out_dir), ("--data", &data)],
+        ));
+        let rel = (num(&c, "network_objective") - num(&r, "network_objective")).abs()
+            / num(&r, "network_objective");
+        assert!(rel <= 1e-9, "{model}: certify's objective off by {rel}");
+        assert!(
+            num(&c, "lower_bound") <= num(&c, "network_objective") * (1.0 + 1e-9),
+            "{model}: {c}"
+        );
+        if model == "cnn-gated-relu" {
+            assert_eq!(c["optimal"], true, "{model}: {c}");
+            assert_eq!(num(&c, "network_patterns_added"), 0.0);
+        }
+        assert_eq!(c["certificate"], "sampled-patterns");
+        assert_eq!(num(&c, "d"), 4.0);
+        // At a much smaller lambda the same network is far from optimal.
+        let c = ok_json(&run(
+            "certify --lambda 1e-4 --patterns 20 --tol 1e-5 --max-iter 2000 --json --quiet",
+            &[("--model", &out_dir), ("--data", &data)],
+        ));
+        assert_eq!(c["optimal"], false, "{model}: {c}");
+        assert!(num(&c, "relative_gap") > 1e-2, "{model}: {c}");
+    }
+}
+
+/// `.npy` input: a (n, 1, 6) f32 array with (n) integer targets trains the same CNN as the CSV
+/// (input shape inferred), predict takes the array; wrong shapes and counts are named errors.
+#[test]
+fn cnn_npy_input_matches_csv() {
+    let dir = TempDir::new("cnn-npy");
+    let data = signals_csv(&dir);
+    let text = std::fs::read_to_string(&data).expect("csv");
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|c| c.parse().expect("number")).collect())
+        .collect();
+    // Integer targets (binary) so that the npy and CSV runs see the same labels.
+    let labels: Vec<i64> = rows.iter().map(|r| i64::from(r[6] > 1.0)).collect();
+    let mut csv = String::from("s0,s1,s2,s3,s4,s5,y\n");
+    let mut xb = Vec::new();
+    for (r, l) in rows.iter().zip(&labels) {
+        // f32-exact values: the CSV gets the f32 value's f64 form.
+        let v: Vec<f32> = r[..6].iter().map(|&x| x as f32).collect();
+        v.iter().for_each(|x| xb.extend(x.to_le_bytes()));
+        let cells: Vec<String> = v.iter().map(|&x| (x as f64).to_string()).collect();
+        csv += &format!("{},{l}\n", cells.join(","));
+    }
+    let csv_path = dir.join("signals01.csv");
+    std::fs::write(&csv_path, csv).expect("csv");
+    let x_npy = dir.join("x.npy");
+    write_npy(&x_npy, "<f4", &[10, 1, 6], &xb);
+    let y_npy = dir.join("y.npy");
+    let yb: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+    write_npy(&y_npy, "<i8", &[10], &yb);
+    let common = "train --model cnn-gated-relu --kernel 3 --padding 1 --patterns 10 --lambda 1e-2 --test-fraction 0 --json --quiet";
+    let from_npy = ok_json(&run(
+        common,
+        &[
+            ("--data", &x_npy),
+            ("--target", &y_npy),
+            ("--out", &dir.join("m")),
+        ],
+    ));
+    let from_csv = ok_json(&run(
+        &format!("{common} --input-shape 1,6"),
+        &[("--data", &csv_path)],
+    ));
+    assert_eq!(from_npy["task"], "binary");
+    assert_eq!(
+        num(&from_npy, "objective").to_bits(),
+        num(&from_csv, "objective").to_bits()
+    );
+    let pred = run(
+        "predict",
+        &[("--model", &dir.join("m")), ("--data", &x_npy)],
+    );
+    assert!(pred.status.success(), "{}", stderr(&pred));
+    assert_eq!(String::from_utf8_lossy(&pred.stdout).lines().count(), 11);
+    // 9 targets for 10 samples; a 1-D feature array; a given shape that disagrees.
+    let y9 = dir.join("y9.npy");
+    write_npy(&y9, "<i8", &[9], &yb[..72]);
+    let x1 = dir.join("x1.npy");
+    write_npy(&x1, "<f4", &[60], &xb);
+    for (x, y, extra, needle) in [
+        (&x_npy, &y9, "", "9 targets for the 10 samples"),
+        (&x1, &y_npy, "", "(n, C, H, W)"),
+        (&x_npy, &y_npy, "--input-shape 1,2,3", "`input-shape`"),
+    ] {
+        let out = run(
+            &format!("train --model cnn-gated-relu --kernel 3 --quiet {extra}"),
+            &[("--data", x), ("--target", y)],
+        );
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
+    let out = run(
+        "train --model cnn-gated-relu --kernel 3 --quiet",
+        &[("--data", &x_npy)],
+    );
+    assert!(stderr(&out).contains("`target`"), "{}", stderr(&out));
+}

@@ -27,8 +27,8 @@ Adam trains the dense ``Linear(m, c)`` head, a superset of that architecture.
    ``0.bias``, the output layer, ``gate.*`` for gated models), the scale ``s`` refolded, and the
    objective above recomputed in PyTorch; it must equal cvxnn's ``network_objective`` to
    ``--crosscheck-rtol``: both sides measure the same objective.
-3. Adam: float64, full batch, ``--epochs`` epochs, lr in ``--lrs``, widths ``m`` in {cvxnn's
-   filters, 2x}, init like ``nn.Conv2d``/``nn.Linear`` (seeded). Gated cvxnn models are a different
+3. Adam: float64, full batch, ``--epochs`` epochs, lr in ``--lrs``, widths = cvxnn's filters
+   times ``--width-factors`` (default 1), init like ``nn.Conv2d``/``nn.Linear`` (seeded). Gated cvxnn models are a different
    architecture (fixed gates), so the ReLU CNN's objective is the fair comparison for ``cnn-relu``;
    gated rows are listed for what a user gets per second. For every run: final objective, wall
    time, test accuracy, and the first time its objective fell to cvxnn's (``t(<=cvxnn)``).

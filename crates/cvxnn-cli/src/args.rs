@@ -378,6 +378,18 @@ pub struct PathArgs {
     /// starts save).
     #[arg(long)]
     pub cold: bool,
+    /// CNN models: shape of each sample, `C,H,W` or `C,L` (inferred from a .npy --data).
+    #[arg(long, value_name = "C,H,W")]
+    pub input_shape: Option<String>,
+    /// CNN models: kernel size, `3x3` (or `3`).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// CNN models: stride.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// CNN models: zero padding on every side.
+    #[arg(long, default_value_t = 0)]
+    pub padding: usize,
     /// Directory for path.json and path.svg.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -48,13 +48,28 @@ pub(crate) fn conv_config(
     a: &TrainArgs,
     inferred: Option<(usize, Vec<usize>)>,
 ) -> Result<Option<ConvConfig>> {
-    if !is_cnn(a.program.model) {
-        if a.input_shape.is_some() || a.kernel.is_some() {
+    conv_options(
+        a.program.model,
+        (a.input_shape.as_deref(), a.kernel.as_deref()),
+        (a.stride, a.padding),
+        inferred,
+    )
+}
+
+/// [`conv_config`] from the options themselves (`train` and `path` both have them).
+pub(crate) fn conv_options(
+    model: ModelArg,
+    (input_shape, kernel): (Option<&str>, Option<&str>),
+    (stride, padding): (usize, usize),
+    inferred: Option<(usize, Vec<usize>)>,
+) -> Result<Option<ConvConfig>> {
+    if !is_cnn(model) {
+        if input_shape.is_some() || kernel.is_some() {
             bail!("invalid argument `input-shape`: --input-shape and --kernel need --model cnn-relu or cnn-gated-relu");
         }
         return Ok(None);
     }
-    let (channels, spatial) = match (a.input_shape.as_deref(), inferred) {
+    let (channels, spatial) = match (input_shape, inferred) {
         (Some(text), inferred) => {
             let given = parse_input_shape(text)?;
             if let Some(shape) = inferred {
@@ -72,11 +87,11 @@ pub(crate) fn conv_config(
             "invalid argument `input-shape`: the CNN models need --input-shape C,H,W (or C,L), or a .npy array of shape (n, C, H, W)"
         ),
     };
-    let Some(kernel_text) = a.kernel.as_deref() else {
+    let Some(kernel_text) = kernel else {
         bail!("invalid argument `kernel`: the CNN models need --kernel (e.g. 3x3)");
     };
     let kernel = parse_kernel(kernel_text, spatial.len())?;
-    let shape = ConvShape::new(channels, spatial, kernel, a.stride, a.padding)?;
+    let shape = ConvShape::new(channels, spatial, kernel, stride, padding)?;
     Ok(Some(ConvConfig {
         architecture: Architecture::CnnSumPool,
         shape,

@@ -272,9 +272,6 @@ fn run_train(a: TrainArgs) -> Result<()> {
     } else {
         Some(crate::cnn::conv_config(&a, None)?)
     };
-    if crate::cnn::is_cnn(a.program.model) && a.lambda == LambdaArg::Auto {
-        bail!("invalid argument `lambda`: the CNN models take a number, not auto");
-    }
     if a.decompose && a.program.model != ModelArg::GatedRelu {
         bail!("--decompose applies to --model gated-relu only");
     }
@@ -291,7 +288,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         LambdaArg::Value(v) => (v, None),
         LambdaArg::Auto => {
             // The path ignores lambda; the configuration is otherwise the training run's.
-            let cfg = train_config(&a, table.feature_names.len(), 1.0, None)?;
+            let cfg = train_config(&a, table.feature_names.len(), 1.0, conv.clone())?;
             let path = PathConfig {
                 grid: a.grid.lambdas.unwrap_or_default(),
                 validation_fraction: a.grid.validation_fraction,

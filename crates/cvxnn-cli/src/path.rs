@@ -25,13 +25,19 @@ pub(crate) fn path_progress(progress: &mut SolveProgress, e: PathEvent<'_>) {
 }
 
 pub(crate) fn run_path(a: PathArgs) -> Result<()> {
-    if crate::cnn::is_cnn(a.program.model) {
-        anyhow::bail!("invalid argument `model`: the regularization path takes the dense models (relu, gated-relu); train CNNs at a given --lambda");
-    }
     refuse_occupied(a.out.as_deref(), a.force, &PATH_FILES)?;
-    let (table, _) = crate::commands::load_table(&a.input.data, &a.input.target)?;
+    let (table, sample) = crate::commands::load_table(&a.input.data, &a.input.target)?;
+    let conv = crate::cnn::conv_options(
+        a.program.model,
+        (a.input_shape.as_deref(), a.kernel.as_deref()),
+        (a.stride, a.padding),
+        sample,
+    )?;
     // Column generation's initial sample size does not apply: the path refuses adaptive.
-    let cfg = base_config(&a.input, &a.program, table.feature_names.len(), 0)?;
+    let cfg = cvxnn::estimator::TrainConfig {
+        conv,
+        ..base_config(&a.input, &a.program, table.feature_names.len(), 0)?
+    };
     let path = PathConfig {
         grid: a.grid.lambdas.unwrap_or_default(),
         validation_fraction: a.grid.validation_fraction,

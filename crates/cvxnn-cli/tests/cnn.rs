@@ -358,3 +358,31 @@ fn cnn_npy_input_matches_csv() {
     );
     assert!(stderr(&out).contains("`target`"), "{}", stderr(&out));
 }
+
+/// `path` and `train --lambda auto` on a CNN: the grid starts at the gated lambda_max (the zero
+/// network there, filters just below it), every gated solve is certified, and `--lambda auto`
+/// trains at the recommended lambda.
+#[test]
+fn cnn_path_and_lambda_auto() {
+    let dir = TempDir::new("cnn-path");
+    let data = signals_csv(&dir);
+    let p = ok_json(&run(
+        "path --model cnn-gated-relu --input-shape 1,6 --kernel 3 --padding 1 --patterns 10 --json --quiet",
+        &[("--data", &data)],
+    ));
+    let rows = p["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 20);
+    let lambda_max = num(&p, "lambda_max");
+    assert!((num(&rows[0], "lambda") - lambda_max).abs() <= 1e-12 * lambda_max);
+    assert_eq!(num(&rows[0], "neurons"), 0.0, "{}", rows[0]);
+    assert!(num(&rows[1], "neurons") >= 1.0, "{}", rows[1]);
+    for r in rows {
+        assert_eq!(r["status"], "converged", "{r}");
+    }
+    let t = ok_json(&run(
+        "train --model cnn-gated-relu --input-shape 1,6 --kernel 3 --padding 1 --patterns 10 --lambda auto --json --quiet",
+        &[("--data", &data)],
+    ));
+    let chosen = num(&t["lambda_path"], "recommended_lambda");
+    assert_eq!(num(&t, "lambda"), chosen);
+}

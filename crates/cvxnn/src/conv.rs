@@ -22,6 +22,7 @@ use crate::error::{CvxnnError, Result};
 use crate::estimator::{
     certificate_name, exact_patterns, prepare_training_data, CertifyConfig, CertifyReport,
     ModelMeta, PatternSource, Report, SolverChoice, TrainConfig, TrainOutput, TrainedModel,
+    TrainingData,
 };
 use crate::linalg::Matrix;
 use crate::network::{ConvNetwork, Network};
@@ -260,6 +261,20 @@ pub fn train(
         data.loss,
         progress,
     )?;
+    finish(table, cfg, conv, &data, scale, solved, start)
+}
+
+/// Everything after the solve, shared by [`train`] and the path: the network on raw features,
+/// metadata, metrics on `data`'s train and test rows of `table`, the report.
+fn finish(
+    table: &Table,
+    cfg: &TrainConfig,
+    conv: &ConvConfig,
+    data: &TrainingData,
+    scale: f64,
+    solved: ConvSolve,
+    start: std::time::Instant,
+) -> Result<TrainOutput> {
     let sol = &solved.solution;
     let raw = fold_scales(&solved.network, scale, data.target_scale);
     let status = if relative_gap(sol.objective, sol.dual_bound) <= cfg.solver.tol
@@ -358,6 +373,182 @@ pub fn train(
         network: solved.network.net,
         decomposed: None,
     })
+}
+
+/// What [`path_solves`] reports besides the per-lambda outputs.
+pub(crate) struct ConvPathInfo {
+    /// Top of the grid (see [`path_solves`]).
+    pub lambda_max: f64,
+    /// Loss.
+    pub loss: crate::loss::LossKind,
+    /// Patterns.
+    pub patterns: usize,
+    /// Fitted samples.
+    pub n_fit: usize,
+    /// Validation samples.
+    pub n_validation: usize,
+    /// Filter length.
+    pub d: usize,
+    /// Target scale.
+    pub target_scale: f64,
+}
+
+/// The regularization path of a CNN (called by [`crate::path`] with the training split as
+/// `table`; its seeded `validation_fraction` split gives the validation metrics): one pattern
+/// set on the fitted samples' patch matrix, each lambda warm-started from the previous solution
+/// when `warm`. The grid's top is the gated value `max_{i,o} ||Xs^T D_i P^T theta0_o||`
+/// (`theta0 = grad h(0)`, `P` the patch sum), the exact `lambda_max` for gated ReLU and an
+/// upper bound on it for ReLU (the cone projection only shrinks a group's norm). `each` is told
+/// when a lambda starts, `done` gets its output.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn path_solves(
+    table: &Table,
+    task: Task,
+    cfg: &TrainConfig,
+    conv: &ConvConfig,
+    validation_fraction: f64,
+    lambdas: &dyn Fn(f64) -> Result<Vec<f64>>,
+    warm: bool,
+    events: &mut dyn FnMut(ConvPathEvent<'_>) -> Result<()>,
+) -> Result<ConvPathInfo> {
+    check_config(cfg, false)?;
+    if table.features.ncols() != conv.shape.input_len() {
+        return Err(CvxnnError::arg(
+            "input-shape",
+            format!(
+                "the data has {} feature columns, the input shape {} needs {}",
+                table.features.ncols(),
+                conv.shape.describe(),
+                conv.shape.input_len()
+            ),
+        ));
+    }
+    let data = prepare_training_data(
+        table,
+        Some(task),
+        cfg.loss,
+        false,
+        false,
+        cfg.scale_target,
+        validation_fraction,
+        cfg.seed,
+    )?;
+    if data.outputs > 1 && cfg.outputs == OutputMode::Shared {
+        return Err(CvxnnError::arg(
+            "outputs",
+            "the CNN models take --outputs separate (each filter feeds one class)",
+        ));
+    }
+    let scale = feature_scale(&data.x);
+    let x = scaled(&data.x, scale);
+    let xs = patches(&x, &conv.shape, cfg.bias)?;
+    let k = conv.shape.n_patches();
+    let (masks, gates) = conv_patterns(&cfg.patterns, &xs, cfg.seed)?;
+    let (n, c) = (x.nrows(), data.outputs);
+    let mut theta0 = vec![0.0; data.y_train.len()];
+    data.loss
+        .grad(&vec![0.0; theta0.len()], &data.y_train, c, &mut theta0);
+    let mut lambda_max = 0.0f64;
+    for i in 0..masks.len() {
+        for o in 0..c {
+            let mut g = vec![0.0; xs.ncols()];
+            for r in 0..xs.nrows() {
+                if masks.get(r, i) {
+                    let w = theta0[o * n + r % n];
+                    g.iter_mut().zip(xs.row(r)).for_each(|(a, b)| *a += w * b);
+                }
+            }
+            lambda_max = lambda_max.max(crate::linalg::norm2(&g));
+        }
+    }
+    let grid = lambdas(lambda_max)?;
+    let mut previous: Option<Vec<f64>> = None;
+    for (index, &lambda) in grid.iter().enumerate() {
+        events(ConvPathEvent::Start {
+            index,
+            count: grid.len(),
+            lambda,
+        })?;
+        let start = std::time::Instant::now();
+        let program = ConvProgram::new(
+            &xs,
+            k,
+            &data.y_train,
+            c,
+            &masks,
+            data.loss,
+            cfg.model,
+            lambda,
+        )?;
+        let start_point = previous.as_deref().filter(|_| warm);
+        let solution = program.solve(&cfg.solver, start_point, &mut |p| {
+            let _ = events(ConvPathEvent::Solver(p));
+        })?;
+        let gates_ref = (cfg.model == ModelKind::GatedRelu)
+            .then_some(gates.as_ref())
+            .flatten();
+        let network = ConvNetwork::from_convex(
+            cfg.model,
+            conv.shape.clone(),
+            cfg.bias,
+            c,
+            &solution.x,
+            gates_ref,
+        )?;
+        let network_objective = network.objective_patches(&xs, &data.y_train, data.loss, lambda)?;
+        previous = Some(solution.x.clone());
+        let at = TrainConfig {
+            lambda,
+            ..cfg.clone()
+        };
+        let solved = ConvSolve {
+            solution,
+            network,
+            patterns: masks.len(),
+            patches: k,
+            filter_len: xs.ncols(),
+            network_objective,
+        };
+        let out = finish(table, &at, conv, &data, scale, solved, start)?;
+        events(ConvPathEvent::Done {
+            lambda,
+            output: Box::new(out),
+            start,
+        })?;
+    }
+    Ok(ConvPathInfo {
+        lambda_max,
+        loss: data.loss,
+        patterns: masks.len(),
+        n_fit: data.train_idx.len(),
+        n_validation: data.test_idx.len(),
+        d: xs.ncols(),
+        target_scale: data.target_scale,
+    })
+}
+
+/// What [`path_solves`] tells its caller.
+pub(crate) enum ConvPathEvent<'a> {
+    /// Lambda `index` of `count` starts.
+    Start {
+        /// Position in the grid.
+        index: usize,
+        /// Grid length.
+        count: usize,
+        /// The lambda.
+        lambda: f64,
+    },
+    /// Solver progress.
+    Solver(&'a Progress),
+    /// A lambda is solved: its training output (report, model) and when it started.
+    Done {
+        /// The lambda.
+        lambda: f64,
+        /// Its output (boxed: much larger than the other events).
+        output: Box<TrainOutput>,
+        /// Start of its solve.
+        start: std::time::Instant,
+    },
 }
 
 /// Certifies a saved CNN `model` on `table` (DESIGN section 2, as [`crate::estimator::certify`]

@@ -535,6 +535,9 @@ fn run_path(
             "the path solves one program over fixed patterns: give a number, `exact`, `auto` or --gates (adaptive is for train)",
         ));
     }
+    if let Some(conv) = &cfg.conv {
+        return run_conv_path(table, test, task, cfg, conv, path, events, start);
+    }
     let data = prepare_training_data(
         table,
         Some(task),
@@ -659,6 +662,111 @@ fn run_path(
         validation_fraction: vf,
         seed: cfg.seed,
         target_scale: data.target_scale,
+        tol: cfg.solver.tol,
+        max_iter: cfg.solver.max_iter,
+        total_iterations: rows.iter().map(|r| r.iterations).sum(),
+        total_seconds: start.elapsed().as_secs_f64(),
+        rows,
+    })
+}
+
+/// [`run_path`] for a CNN: [`crate::conv::path_solves`] solves, the rows and the report are the
+/// dense path's.
+#[allow(clippy::too_many_arguments)]
+fn run_conv_path(
+    table: &Table,
+    test: Option<&(Matrix, TargetColumn)>,
+    task: Task,
+    cfg: &TrainConfig,
+    conv: &crate::architecture::ConvConfig,
+    path: &PathConfig,
+    events: &mut dyn FnMut(PathEvent<'_>),
+    start: std::time::Instant,
+) -> Result<PathReport> {
+    use crate::conv::ConvPathEvent;
+    let mut rows: Vec<PathRow> = Vec::new();
+    let info = crate::conv::path_solves(
+        table,
+        task,
+        cfg,
+        conv,
+        path.validation_fraction,
+        &|lambda_max| path.grid.lambdas(lambda_max),
+        path.warm_start,
+        &mut |e| {
+            match e {
+                ConvPathEvent::Start {
+                    index,
+                    count,
+                    lambda,
+                } => events(PathEvent::Start {
+                    index,
+                    count,
+                    lambda,
+                }),
+                ConvPathEvent::Solver(p) => events(PathEvent::Solver(p)),
+                ConvPathEvent::Done {
+                    lambda,
+                    output,
+                    start,
+                } => {
+                    let output = *output;
+                    let r = output.report;
+                    let test_metrics = match test {
+                        Some((x, y)) => Some(output.model.metrics(x, y)?),
+                        None => None,
+                    };
+                    let row = PathRow {
+                        lambda,
+                        objective: r.objective,
+                        dual_bound: r.dual_bound,
+                        gap: r.gap,
+                        relative_gap: r.relative_gap,
+                        status: r.status,
+                        iterations: r.iterations,
+                        neurons: r.neurons,
+                        violation: r.violation,
+                        train: r.train,
+                        validation: r.test.unwrap_or_default(),
+                        test: test_metrics,
+                        seconds: start.elapsed().as_secs_f64(),
+                    };
+                    events(PathEvent::Row(&row));
+                    rows.push(row);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let mut best = 0;
+    for (k, r) in rows.iter().enumerate() {
+        if selection_score(&r.validation).0 > selection_score(&rows[best].validation).0 {
+            best = k;
+        }
+    }
+    let Some(chosen) = rows.get(best) else {
+        return Err(CvxnnError::arg("lambdas", "the grid is empty"));
+    };
+    Ok(PathReport {
+        lambda_max: info.lambda_max,
+        recommended_lambda: chosen.lambda,
+        recommended_index: best,
+        selection: selection_score(&chosen.validation).1.to_string(),
+        grid: path.grid,
+        model: cfg.model,
+        loss: info.loss,
+        task,
+        patterns: info.patterns,
+        certificate: certificate_name(&cfg.patterns).into(),
+        solver: SolverChoice::FirstOrder.name().into(),
+        warm_start: path.warm_start,
+        n_fit: info.n_fit,
+        n_validation: info.n_validation,
+        n_test: test.map_or(0, |t| t.1.len()),
+        d: info.d,
+        validation_fraction: path.validation_fraction,
+        seed: cfg.seed,
+        target_scale: info.target_scale,
         tol: cfg.solver.tol,
         max_iter: cfg.solver.max_iter,
         total_iterations: rows.iter().map(|r| r.iterations).sum(),

@@ -45,6 +45,10 @@
 //! ```
 #![warn(missing_docs)]
 
+// The BLAS/LAPACK symbols of Clarabel's PSD cone: nothing calls this crate by name, so without
+// the `extern crate` the linker would never see it.
+extern crate cvxnn_lapack;
+
 pub mod baseline;
 pub mod certificate;
 pub mod conv;

@@ -65,5 +65,7 @@ pub(crate) unsafe fn set<T: Real>(a: *mut T, ld: usize, i: usize, j: usize, v: f
 /// symbols. `cvxnn` calls this once (it does nothing).
 pub fn link() {}
 
+// Index loops mirror the BLAS definitions the tests check.
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)]
 mod tests;

@@ -397,3 +397,39 @@ fn bad_input_is_a_typed_error() {
     assert!(err.to_string().contains("loss"), "{err}");
     assert!(p.rebuild(&[1.0]).is_err());
 }
+
+/// Speed of the proximal path against the SDP (bench/RESULTS.md, "Linear networks (issue 8)").
+/// Run: `cargo test -p cvxnn --test linear -- --ignored --nocapture bench_`.
+#[test]
+#[ignore = "measurement (tens of seconds): bench/RESULTS.md"]
+fn bench_proximal_vs_sdp() {
+    let n = 200;
+    println!("n d c | prox s iters | sdp s iters | rel diff objective | rank");
+    for d in [5, 20, 50] {
+        for c in [1, 3, 10] {
+            let mut rng = Rng::new((d * 100 + c) as u64);
+            let x = gaussian(n, d, &mut rng);
+            let y = targets(&x, c, &mut rng);
+            let lmax = LinearProgram::dense(&x, &y, c, LossKind::Squared, 1.0)
+                .unwrap()
+                .lambda_max();
+            let prog = LinearProgram::dense(&x, &y, c, LossKind::Squared, 0.05 * lmax).unwrap();
+            let settings = SolverSettings {
+                tol: 1e-9,
+                ..SolverSettings::default()
+            };
+            let prox = prog.solve(&settings, None, &mut |_| {}).unwrap();
+            let sdp = prog.solve_sdp(&sdp_settings()).unwrap();
+            let rank = prog.rebuild(&prox.x).unwrap().width();
+            println!(
+                "{n} {d} {c} | {:.4} {} | {:.4} {} ({:?}) | {:.1e} | {rank}",
+                prox.seconds,
+                prox.iterations,
+                sdp.seconds,
+                sdp.iterations,
+                sdp.status,
+                rel_diff(prox.objective, sdp.objective)
+            );
+        }
+    }
+}

@@ -103,6 +103,11 @@ pub(crate) fn base_config(
             ModelArg::CnnRelu | ModelArg::CnnGatedRelu => {
                 bail!("invalid argument `model`: the CNN models are trained by `cvxnn train` only")
             }
+            ModelArg::Linear | ModelArg::LinearCnn => {
+                bail!(
+                    "invalid argument `model`: the linear models are trained by `cvxnn train` only"
+                )
+            }
         },
         loss: loss_arg(d.loss),
         patterns,
@@ -208,6 +213,12 @@ pub(crate) fn refuse_occupied(out: Option<&Path>, force: bool, files: &[&str]) -
 fn run_train(a: TrainArgs) -> Result<()> {
     if matches!(a.program.model, ModelArg::CnnRelu | ModelArg::CnnGatedRelu) {
         return crate::cnn::run_train_cnn(a);
+    }
+    if matches!(a.program.model, ModelArg::Linear | ModelArg::LinearCnn) {
+        return crate::linear::run_train_linear(a);
+    }
+    if a.circular {
+        bail!("invalid argument `circular`: --circular needs --model linear-cnn");
     }
     if a.input_shape.is_some() || a.kernel.is_some() {
         bail!("invalid argument `input-shape`: --input-shape and --kernel need --model cnn-relu or cnn-gated-relu");

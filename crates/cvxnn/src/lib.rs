@@ -56,6 +56,7 @@ pub mod data;
 pub mod error;
 pub mod estimator;
 pub mod linalg;
+pub mod linear_model;
 pub mod loss;
 pub mod metrics;
 pub mod network;

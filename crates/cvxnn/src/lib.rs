@@ -49,6 +49,7 @@
 // the `extern crate` the linker would never see it.
 extern crate cvxnn_lapack;
 
+pub mod architecture;
 pub mod baseline;
 pub mod certificate;
 pub mod conv;

@@ -143,6 +143,21 @@ pub enum ModelArg {
     CnnRelu,
     /// Gated-ReLU CNN: group lasso over gates in R^h applied to every patch.
     CnnGatedRelu,
+    /// Two-layer linear network (c >= 1 outputs): nuclear-norm program, exact (train only;
+    /// --solver conic: the SDP with the PSD cone, squared loss).
+    Linear,
+    /// Linear CNN (convolution, no activation, then --pool none|avg and a linear output; or
+    /// --circular): nuclear-norm program over the patches (train only).
+    LinearCnn,
+}
+
+/// Pooling of `--model linear-cnn`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolArg {
+    /// Fully connected output over every position.
+    None,
+    /// Global average pooling, then a linear output.
+    Avg,
 }
 
 /// The data-fit term.
@@ -360,6 +375,13 @@ pub struct TrainArgs {
     /// CNN models: zero padding on every side.
     #[arg(long, default_value_t = 0)]
     pub padding: usize,
+    /// --model linear-cnn: pooling before the output layer.
+    #[arg(long, value_enum, default_value_t = PoolArg::None)]
+    pub pool: PoolArg,
+    /// --model linear-cnn: circular convolution with filters as long as the signal (C,L inputs
+    /// with C = 1; --kernel, --stride, --padding and --pool do not apply).
+    #[arg(long)]
+    pub circular: bool,
 }
 
 /// `cvxnn path`.

@@ -9,7 +9,7 @@ use cvxnn::estimator::{Architecture, ConvConfig};
 use crate::args::{ModelArg, TrainArgs};
 
 /// Parses `1,8,8` (or `1,6`) into (channels, spatial sizes).
-fn parse_input_shape(s: &str) -> Result<(usize, Vec<usize>)> {
+pub(crate) fn parse_input_shape(s: &str) -> Result<(usize, Vec<usize>)> {
     let dims: Vec<usize> = s
         .split(',')
         .map(|v| v.trim().parse::<usize>())
@@ -22,7 +22,7 @@ fn parse_input_shape(s: &str) -> Result<(usize, Vec<usize>)> {
 }
 
 /// Parses `3x3` or `3` (square kernel, or a 1-D one) for `rank` spatial dimensions.
-fn parse_kernel(s: &str, rank: usize) -> Result<Vec<usize>> {
+pub(crate) fn parse_kernel(s: &str, rank: usize) -> Result<Vec<usize>> {
     let dims: Vec<usize> = s
         .split('x')
         .map(|v| v.trim().parse::<usize>())

@@ -110,6 +110,11 @@ pub(crate) fn base_config(
         model: match p.model {
             ModelArg::Relu | ModelArg::CnnRelu => ModelKind::Relu,
             ModelArg::GatedRelu | ModelArg::CnnGatedRelu => ModelKind::GatedRelu,
+            ModelArg::Linear | ModelArg::LinearCnn => {
+                bail!(
+                    "invalid argument `model`: the linear models are trained by `cvxnn train` only"
+                )
+            }
         },
         loss: loss_arg(d.loss),
         patterns,
@@ -266,6 +271,12 @@ fn load_features(
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
+    if matches!(a.program.model, ModelArg::Linear | ModelArg::LinearCnn) {
+        return crate::linear::run_train_linear(a);
+    }
+    if a.circular {
+        bail!("invalid argument `circular`: --circular needs --model linear-cnn");
+    }
     // A .npy array may give the input shape; a CSV's CNN options are checked before any work.
     let early = if is_npy(&a.input.data) {
         None

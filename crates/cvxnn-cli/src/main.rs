@@ -5,6 +5,7 @@ mod args;
 mod baseline;
 mod cnn;
 mod commands;
+mod linear;
 mod path;
 mod plot;
 mod progress;

@@ -45,6 +45,10 @@
 //! ```
 #![warn(missing_docs)]
 
+// The BLAS/LAPACK symbols of Clarabel's PSD cone: nothing calls this crate by name, so without
+// the `extern crate` the linker would never see it.
+extern crate cvxnn_lapack;
+
 pub mod architecture;
 pub mod baseline;
 pub mod certificate;
@@ -53,6 +57,7 @@ pub mod data;
 pub mod error;
 pub mod estimator;
 pub mod linalg;
+pub mod linear_model;
 pub mod loss;
 pub mod metrics;
 pub mod network;

@@ -4,11 +4,13 @@
 //! Solvers only see [`LinearMap`]; CNN and Fourier operators will be further implementors.
 
 mod arrangement;
+mod dense;
 pub mod fourier;
 mod outputs;
 mod patch_sum;
 
 pub use arrangement::{ArrangementOperator, Layout};
+pub use dense::DenseMap;
 pub use fourier::{
     coefficients_to_spectrum, filters_from_coefficients, fourier_groups, inverse_real_spectrum,
     real_spectrum, FourierFeatures,

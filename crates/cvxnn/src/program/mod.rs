@@ -41,6 +41,9 @@ pub mod burer_monteiro;
 pub mod circular;
 mod cnn;
 pub mod column_generation;
+pub mod deep_linear;
+pub mod linear;
+mod linear_sdp;
 pub mod polish;
 mod two_layer;
 
@@ -53,6 +56,8 @@ pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
     ColumnGenerationSettings, RoundSolver,
 };
+pub use linear::{LinearNetwork, LinearPool, LinearProgram};
+pub use linear_sdp::LinearSdpSolution;
 pub use two_layer::TwoLayerProgram;
 
 /// The checks every program's constructor shares (after its own shape checks): patterns to

@@ -1,0 +1,149 @@
+//! `cvxnn train --model linear|linear-cnn` (issue 8): the nuclear-norm programs of linear
+//! networks, by proximal SVT or (`--solver conic`) the exact SDP.
+
+use anyhow::{bail, Context, Result};
+use cvxnn::data::{read_table, ConvShape};
+use cvxnn::linear_model::{save, train, LinearArch, LinearSolver, LinearTrainConfig};
+use cvxnn::program::LinearPool;
+use cvxnn::solver::conic::ConicSettings;
+use cvxnn::solver::SolverSettings;
+
+use crate::args::{LambdaArg, ModelArg, PatternsArg, PoolArg, PrecisionArg, SolverArg, TrainArgs};
+use crate::cnn::{parse_input_shape, parse_kernel};
+use crate::commands::{loss_arg, metrics_line, refuse_occupied_out, task_arg};
+use crate::progress::SolveProgress;
+
+fn arch(a: &TrainArgs) -> Result<LinearArch> {
+    if a.program.model == ModelArg::Linear {
+        if a.input_shape.is_some() || a.kernel.is_some() || a.circular {
+            bail!("invalid argument `model`: --input-shape, --kernel and --circular need --model linear-cnn");
+        }
+        return Ok(LinearArch::Dense);
+    }
+    if a.circular {
+        if a.kernel.is_some() || a.pool != PoolArg::None {
+            bail!("invalid argument `circular`: the circular CNN takes no --kernel or --pool");
+        }
+        return Ok(LinearArch::Circular);
+    }
+    let Some(shape_text) = a.input_shape.as_deref() else {
+        bail!(
+            "invalid argument `input-shape`: --model linear-cnn needs --input-shape C,H,W (or C,L)"
+        );
+    };
+    let Some(kernel_text) = a.kernel.as_deref() else {
+        bail!("invalid argument `kernel`: --model linear-cnn needs --kernel (e.g. 3x3)");
+    };
+    let (channels, spatial) = parse_input_shape(shape_text)?;
+    let kernel = parse_kernel(kernel_text, spatial.len())?;
+    let shape = ConvShape::new(channels, spatial, kernel, a.stride, a.padding)?;
+    let pool = match a.pool {
+        PoolArg::None => LinearPool::None,
+        PoolArg::Avg => LinearPool::Avg,
+    };
+    Ok(LinearArch::Conv { shape, pool })
+}
+
+/// Trains a linear model and prints its report.
+pub(crate) fn run_train_linear(a: TrainArgs) -> Result<()> {
+    let (d, p) = (&a.input, &a.program);
+    let lambda = match a.lambda {
+        LambdaArg::Value(v) => v,
+        LambdaArg::Auto => {
+            bail!("invalid argument `lambda`: the linear models take a number, not auto")
+        }
+    };
+    if p.gates.is_some() || !matches!(p.patterns, PatternsArg::Auto) {
+        bail!("invalid argument `patterns`: linear models have no activation patterns");
+    }
+    if p.precision != PrecisionArg::F64 || a.decompose {
+        bail!("invalid argument `model`: --precision f32 and --decompose do not apply to linear models");
+    }
+    let arch = arch(&a)?;
+    refuse_occupied_out(a.out.as_deref(), a.force)?;
+    let table = read_table(&d.data, &d.target)?;
+    let cfg = LinearTrainConfig {
+        task: task_arg(d.task),
+        loss: loss_arg(d.loss),
+        lambda,
+        arch,
+        solver: match p.solver {
+            SolverArg::Conic => LinearSolver::Sdp,
+            SolverArg::Auto | SolverArg::FirstOrder => LinearSolver::Proximal,
+        },
+        standardize: !d.no_standardize,
+        bias: !d.no_bias,
+        scale_target: !d.no_scale_target,
+        test_fraction: d.test_fraction,
+        seed: d.seed,
+        settings: SolverSettings {
+            tol: p.tol,
+            max_iter: p.max_iter,
+            ..SolverSettings::default()
+        },
+        conic: ConicSettings::default(),
+    };
+    let mut progress = SolveProgress::new(a.quiet);
+    let out = train(&table, &cfg, &mut |pr| progress.update(pr));
+    progress.finish();
+    let (net, r) = out?;
+    let mut module = None;
+    if let Some(dir) = &a.out {
+        module = save(dir, &cfg, &net, &r)
+            .with_context(|| format!("saving the model to {}", dir.display()))?;
+    }
+    let mut s = format!(
+        "cvxnn train: {} ({}, {} solver), {} loss, lambda {:e}, {} train / {} test samples\n",
+        d.data.display(),
+        r.model,
+        match r.solver {
+            LinearSolver::Proximal => "proximal",
+            LinearSolver::Sdp => "sdp",
+        },
+        r.loss,
+        r.lambda,
+        r.n_train,
+        r.n_test
+    );
+    s += &format!(
+        "  program      nuclear norm of Z in R^({} x {}), {} output(s)\n",
+        r.rows,
+        r.positions * r.outputs,
+        r.outputs
+    );
+    s += &format!(
+        "  status       {} ({} iterations, {:.3} s)\n",
+        r.status, r.iterations, r.seconds
+    );
+    s += &format!(
+        "  objective    {:.8e}   (rebuilt network: {:.8e})\n",
+        r.objective, r.network_objective
+    );
+    s += &format!(
+        "  dual bound   {:.8e}   gap {:.2e}, relative {:.2e}; ||Phi^T grad||_2 = {:.6e} (lambda {:e})\n",
+        r.dual_bound, r.gap, r.relative_gap, r.spectral_norm, r.lambda
+    );
+    s += &format!("  neurons      {} (rank of Z)\n", r.width);
+    s += &format!("  train        {}\n", metrics_line(&r.train));
+    if let Some(t) = &r.test {
+        s += &format!("  test         {}\n", metrics_line(t));
+    }
+    if let Some(dir) = &a.out {
+        match &module {
+            Some(m) => s += &format!("  saved        {} ({m})\n", dir.display()),
+            None => {
+                s += &format!(
+                    "  saved        {} (report only: circular weights are not exported)\n",
+                    dir.display()
+                )
+            }
+        }
+    }
+    if a.json {
+        eprint!("{s}");
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{s}");
+    }
+    Ok(())
+}

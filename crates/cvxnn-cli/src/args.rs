@@ -142,6 +142,12 @@ pub enum ModelArg {
     CnnRelu,
     /// Gated-ReLU CNN: group lasso over gates in R^h applied to every patch (train only).
     CnnGatedRelu,
+    /// Circular CNN with one ReLU layer (full-length circular filter, readout, ReLU, linear):
+    /// exact cone-constrained Fourier-L1 program (train, predict; needs --input-shape 1,L).
+    CircularCnn,
+    /// Linear circular CNN (circular filter, readout): exact Fourier-L1 program (train, predict;
+    /// needs --input-shape 1,L).
+    CircularLinearCnn,
 }
 
 /// The data-fit term.

@@ -100,7 +100,10 @@ pub(crate) fn base_config(
         model: match p.model {
             ModelArg::Relu => ModelKind::Relu,
             ModelArg::GatedRelu => ModelKind::GatedRelu,
-            ModelArg::CnnRelu | ModelArg::CnnGatedRelu => {
+            ModelArg::CnnRelu
+            | ModelArg::CnnGatedRelu
+            | ModelArg::CircularCnn
+            | ModelArg::CircularLinearCnn => {
                 bail!("invalid argument `model`: the CNN models are trained by `cvxnn train` only")
             }
         },
@@ -206,6 +209,12 @@ pub(crate) fn refuse_occupied(out: Option<&Path>, force: bool, files: &[&str]) -
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
+    if matches!(
+        a.program.model,
+        ModelArg::CircularCnn | ModelArg::CircularLinearCnn
+    ) {
+        return crate::circular::run_train_circular(a);
+    }
     if matches!(a.program.model, ModelArg::CnnRelu | ModelArg::CnnGatedRelu) {
         return crate::cnn::run_train_cnn(a);
     }
@@ -439,6 +448,9 @@ fn run_predict(a: PredictArgs) -> Result<()> {
         if out.exists() && !a.force {
             bail!("{} exists; pass --force to replace it", out.display());
         }
+    }
+    if cvxnn::conv_circular::is_circular_model(&a.model) {
+        return crate::circular::run_predict_circular(a);
     }
     if cvxnn::conv::is_conv_model(&a.model) {
         return crate::cnn::run_predict_cnn(a);

@@ -442,7 +442,12 @@ fn many_restarts_approach_the_convex_optimum() {
         .map(|r| projected_gd(&xs, &y, loss, lambda, 24, 10_000 + r, GD_STEPS))
         .collect();
     let best = restarts.iter().cloned().fold(f64::INFINITY, f64::min);
-    let within = |t: f64| restarts.iter().filter(|&&v| v <= sol.objective * (1.0 + t)).count();
+    let within = |t: f64| {
+        restarts
+            .iter()
+            .filter(|&&v| v <= sol.objective * (1.0 + t))
+            .count()
+    };
     eprintln!(
         "convex {:.10e} dual {:.10e} (rel gap {:.1e}, {} iterations); best of 200 GD {best:.10e} \
          (rel {:.2e}); within 1e-3: {}, 1e-2: {}",

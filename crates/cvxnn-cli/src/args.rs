@@ -149,6 +149,12 @@ pub enum ModelArg {
     /// Linear CNN (convolution, no activation, then --pool none|avg and a linear output; or
     /// --circular): nuclear-norm program over the patches (train only).
     LinearCnn,
+    /// Circular CNN with one ReLU layer (full-length circular filter, readout, ReLU, linear):
+    /// exact cone-constrained Fourier-L1 program (train, predict; needs --input-shape 1,L).
+    CircularCnn,
+    /// Linear circular CNN (circular filter, readout): exact Fourier-L1 program (train, predict;
+    /// needs --input-shape 1,L).
+    CircularLinearCnn,
 }
 
 /// Pooling of `--model linear-cnn`.

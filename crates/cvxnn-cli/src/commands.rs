@@ -115,6 +115,9 @@ pub(crate) fn base_config(
                     "invalid argument `model`: the linear models are trained by `cvxnn train` only"
                 )
             }
+            ModelArg::CircularCnn | ModelArg::CircularLinearCnn => {
+                bail!("invalid argument `model`: the circular CNN models are trained by `cvxnn train` only")
+            }
         },
         loss: loss_arg(d.loss),
         patterns,
@@ -271,6 +274,12 @@ fn load_features(
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
+    if matches!(
+        a.program.model,
+        ModelArg::CircularCnn | ModelArg::CircularLinearCnn
+    ) {
+        return crate::circular::run_train_circular(a);
+    }
     if matches!(a.program.model, ModelArg::Linear | ModelArg::LinearCnn) {
         return crate::linear::run_train_linear(a);
     }
@@ -540,6 +549,9 @@ fn run_predict(a: PredictArgs) -> Result<()> {
             bail!("{} exists; pass --force to replace it", out.display());
         }
     }
+    if cvxnn::conv_circular::is_circular_model(&a.model) {
+        return crate::circular::run_predict_circular(a);
+    }
     let model = TrainedModel::load(&a.model)?;
     let (x, target) = load_features(&a.data, &model.meta, &model.meta.target)?;
     let pred = model.predict(&x)?;
@@ -569,11 +581,23 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// `Err` naming `model` for a circular-CNN model directory, which `command` does not take yet
+/// (its report already carries the convex program's dual bound).
+fn refuse_circular(dir: &Path, command: &str) -> Result<()> {
+    if cvxnn::conv_circular::is_circular_model(dir) {
+        bail!(
+            "invalid argument `model`: `cvxnn {command}` does not take circular-CNN models yet (see report.json for the dual bound)"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn run_info(a: InfoArgs) -> Result<()> {
+    refuse_circular(&a.model, "info")?;
     let model = TrainedModel::load(&a.model)?;
     let m = &model.meta;
     println!(
@@ -659,6 +683,7 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
     // A dense network (with or without a model directory), or a whole CNN model.
     let (net, meta, cnn) = match &dir {
         Some(d) => {
+            refuse_circular(d, "certify")?;
             let m = TrainedModel::load(d)
                 .with_context(|| format!("reading the model directory {}", d.display()))?;
             if m.meta.conv.is_some() {

@@ -3,6 +3,7 @@
 
 mod args;
 mod baseline;
+mod circular;
 mod cnn;
 mod commands;
 mod linear;

@@ -53,6 +53,7 @@ pub mod architecture;
 pub mod baseline;
 pub mod certificate;
 pub mod conv;
+pub mod conv_circular;
 pub mod data;
 pub mod error;
 pub mod estimator;

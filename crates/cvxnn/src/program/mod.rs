@@ -39,6 +39,7 @@ impl std::fmt::Display for OutputMode {
 
 pub mod burer_monteiro;
 pub mod circular;
+pub mod circular_relu;
 mod cnn;
 pub mod column_generation;
 pub mod deep_linear;
@@ -51,6 +52,7 @@ pub use burer_monteiro::{
     solve_shared_relu_bm, BmBound, BmFactors, BmSolution, GapKind, SharedReluProgram,
 };
 pub use circular::{CircularCnn, CircularProgram};
+pub use circular_relu::{CircularReluCnn, CircularReluProgram};
 pub use cnn::ConvProgram;
 pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,

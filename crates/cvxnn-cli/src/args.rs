@@ -142,6 +142,10 @@ pub enum ModelArg {
     CnnRelu,
     /// Gated-ReLU CNN: group lasso over gates in R^h applied to every patch (train only).
     CnnGatedRelu,
+    /// Three-layer CNN with two ReLU layers (convolution, ReLU, sum pooling, linear, ReLU,
+    /// linear) and the path penalty: exact cone-constrained program over first-layer patterns of
+    /// the patch matrix and second-layer sample patterns (docs/theory.md; train and predict).
+    Cnn3Relu,
 }
 
 /// The data-fit term.
@@ -356,6 +360,10 @@ pub struct TrainArgs {
     /// CNN models: zero padding on every side.
     #[arg(long, default_value_t = 0)]
     pub padding: usize,
+    /// cnn3-relu: second-layer (sample) patterns, a count N (all-ones, the binary target signs,
+    /// then seeded samples) or `exact` (all 2^n - 1; tiny data only).
+    #[arg(long, default_value = "20", value_name = "N|exact")]
+    pub second_layer_patterns: String,
 }
 
 /// `cvxnn path`.

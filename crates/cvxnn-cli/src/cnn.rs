@@ -16,7 +16,7 @@ use crate::commands::{
 use crate::progress::SolveProgress;
 
 /// Parses `1,8,8` (or `1,6`) into (channels, spatial sizes).
-fn parse_input_shape(s: &str) -> Result<(usize, Vec<usize>)> {
+pub(crate) fn parse_input_shape(s: &str) -> Result<(usize, Vec<usize>)> {
     let dims: Vec<usize> = s
         .split(',')
         .map(|v| v.trim().parse::<usize>())
@@ -29,7 +29,7 @@ fn parse_input_shape(s: &str) -> Result<(usize, Vec<usize>)> {
 }
 
 /// Parses `3x3` or `3` (square kernel, or a 1-D one) for `rank` spatial dimensions.
-fn parse_kernel(s: &str, rank: usize) -> Result<Vec<usize>> {
+pub(crate) fn parse_kernel(s: &str, rank: usize) -> Result<Vec<usize>> {
     let dims: Vec<usize> = s
         .split('x')
         .map(|v| v.trim().parse::<usize>())

@@ -100,7 +100,7 @@ pub(crate) fn base_config(
         model: match p.model {
             ModelArg::Relu => ModelKind::Relu,
             ModelArg::GatedRelu => ModelKind::GatedRelu,
-            ModelArg::CnnRelu | ModelArg::CnnGatedRelu => {
+            ModelArg::CnnRelu | ModelArg::CnnGatedRelu | ModelArg::Cnn3Relu => {
                 bail!("invalid argument `model`: the CNN models are trained by `cvxnn train` only")
             }
         },
@@ -206,6 +206,9 @@ pub(crate) fn refuse_occupied(out: Option<&Path>, force: bool, files: &[&str]) -
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
+    if a.program.model == ModelArg::Cnn3Relu {
+        return crate::cnn3::run_train_cnn3(a);
+    }
     if matches!(a.program.model, ModelArg::CnnRelu | ModelArg::CnnGatedRelu) {
         return crate::cnn::run_train_cnn(a);
     }
@@ -442,6 +445,9 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     }
     if cvxnn::conv::is_conv_model(&a.model) {
         return crate::cnn::run_predict_cnn(a);
+    }
+    if cvxnn::conv3::is_cnn3_model(&a.model) {
+        return crate::cnn3::run_predict_cnn3(a);
     }
     let model = TrainedModel::load(&a.model)?;
     let (x, target) = read_features(&a.data, &model.meta.feature_names, &model.meta.target)?;

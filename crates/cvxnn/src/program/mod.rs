@@ -40,6 +40,7 @@ impl std::fmt::Display for OutputMode {
 pub mod burer_monteiro;
 pub mod circular;
 mod cnn;
+mod cnn3;
 pub mod column_generation;
 pub mod polish;
 mod two_layer;
@@ -49,6 +50,7 @@ pub use burer_monteiro::{
 };
 pub use circular::{CircularCnn, CircularProgram};
 pub use cnn::ConvProgram;
+pub use cnn3::Cnn3Program;
 pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
     ColumnGenerationSettings, RoundSolver,

@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a two-layer network through its convex program and report the certificate.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Apply a trained model to a CSV file of raw features.
     Predict(PredictArgs),
     /// Show what a model directory holds.

@@ -27,7 +27,7 @@ use crate::progress::SolveProgress;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(a) => run_train(a),
+        Command::Train(a) => run_train(*a),
         Command::Predict(a) => run_predict(a),
         Command::Info(a) => run_info(a),
         Command::Certify(a) => run_certify(a),

@@ -3,11 +3,9 @@
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
-use cvxnn::conv::ConvTrainConfig;
 use cvxnn::conv3::{train, Cnn3Model, Cnn3Report, Cnn3TrainConfig, SecondLayerPatterns};
 use cvxnn::data::{read_features, read_table, ConvShape};
 use cvxnn::estimator::PatternSource;
-use cvxnn::program::ModelKind;
 use cvxnn::solver::{Precision, SolverSettings};
 
 use crate::args::{LambdaArg, PatternsArg, PrecisionArg, PredictArgs, TrainArgs};
@@ -68,25 +66,22 @@ pub(crate) fn run_train_cnn3(a: TrainArgs) -> Result<()> {
     refuse_occupied_out(a.out.as_deref(), a.force)?;
     let table = read_table(&d.data, &d.target)?;
     let cfg = Cnn3TrainConfig {
-        conv: ConvTrainConfig {
-            task: task_arg(d.task),
-            model: ModelKind::Relu,
-            loss: loss_arg(d.loss),
-            lambda,
-            patterns,
-            shape,
-            bias: !d.no_bias,
-            scale_target: !d.no_scale_target,
-            test_fraction: d.test_fraction,
-            seed: d.seed,
-            solver: SolverSettings {
-                tol: p.tol,
-                max_iter: p.max_iter,
-                precision: Precision::F64,
-                ..SolverSettings::default()
-            },
-        },
+        task: task_arg(d.task),
+        loss: loss_arg(d.loss),
+        lambda,
+        patterns,
         second,
+        shape,
+        bias: !d.no_bias,
+        scale_target: !d.no_scale_target,
+        test_fraction: d.test_fraction,
+        seed: d.seed,
+        solver: SolverSettings {
+            tol: p.tol,
+            max_iter: p.max_iter,
+            precision: Precision::F64,
+            ..SolverSettings::default()
+        },
     };
     let mut progress = SolveProgress::new(a.quiet);
     let out = train(&table, &cfg, &mut |pr| progress.update(pr));
@@ -107,15 +102,14 @@ pub(crate) fn run_train_cnn3(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn summary(a: &TrainArgs, m: &Cnn3Model, r3: &Cnn3Report) -> String {
-    let r = &r3.base;
+fn summary(a: &TrainArgs, m: &Cnn3Model, r: &Cnn3Report) -> String {
     let mut s = format!(
         "cvxnn train: {} (cnn3-relu, path penalty), {} loss, lambda {:e}, {} x {} {} patterns, {} train / {} test samples\n",
         a.input.data.display(),
         m.meta.loss,
         r.lambda,
         r.patterns,
-        r3.second_layer_patterns,
+        r.second_layer_patterns,
         if r.certificate == "global" { "exact" } else { "sampled" },
         r.n_train,
         r.n_test
@@ -142,7 +136,7 @@ fn summary(a: &TrainArgs, m: &Cnn3Model, r3: &Cnn3Report) -> String {
     );
     s += &format!(
         "  network      {} filters, {} middle units\n",
-        r.filters, r3.units
+        r.filters, r.units
     );
     s += &format!("  train        {}\n", metrics_line(&r.train));
     if let Some(t) = &r.test {

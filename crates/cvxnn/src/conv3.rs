@@ -11,7 +11,6 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::conv::{ConvReport, ConvTrainConfig};
 use crate::data::{binary_class, patches, ClassLabels, ConvShape, Table, TargetColumn, Task};
 use crate::error::{CvxnnError, Result};
 use crate::estimator::{exact_patterns, prepare_training_data, PatternSource};
@@ -21,7 +20,7 @@ use crate::metrics::{classification_metrics, regression_metrics, Metrics};
 use crate::network::Cnn3Network;
 use crate::patterns::{all_sample_patterns, sample_patterns, sample_second_layer_patterns};
 use crate::program::Cnn3Program;
-use crate::solver::{relative_gap, Progress, Status};
+use crate::solver::{relative_gap, Progress, SolverSettings, Status};
 
 /// The `architecture` written into `model.json`.
 pub const ARCHITECTURE: &str = "cnn3-sum-pool-path";
@@ -37,13 +36,33 @@ pub enum SecondLayerPatterns {
     Exact,
 }
 
-/// Everything [`train`] needs besides the data.
+/// Everything [`train`] needs besides the data (the two-layer CNN's options plus the second
+/// layer's patterns). Kept apart from [`crate::estimator::TrainConfig`] until the three-layer
+/// network joins `architecture::ModelNetwork` (DESIGN section 11).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cnn3TrainConfig {
-    /// Data, first-layer patterns, shape, solver (its `model` is ignored: ReLU).
-    pub conv: ConvTrainConfig,
+    /// Regression or binary; `None` infers it from the target. Multiclass is refused.
+    pub task: Option<Task>,
+    /// Data-fit term; `None`: squared for regression, logistic for binary.
+    pub loss: Option<LossKind>,
+    /// Regularization strength of the path penalty (> 0).
+    pub lambda: f64,
+    /// First-layer patterns: `Sample(P)` (seeded gates in `R^h`) or `Exact`.
+    pub patterns: PatternSource,
     /// Second-layer patterns.
     pub second: SecondLayerPatterns,
+    /// Convolution shape.
+    pub shape: ConvShape,
+    /// Per-filter bias (a constant-1 entry in every patch).
+    pub bias: bool,
+    /// Regression: divide the targets by their training standard deviation.
+    pub scale_target: bool,
+    /// Fraction of samples held out for testing, in [0, 1).
+    pub test_fraction: f64,
+    /// Seed of the split and of both layers' pattern sampling.
+    pub seed: u64,
+    /// First-order solver settings.
+    pub solver: SolverSettings,
 }
 
 /// `model.json` of a three-layer CNN model.
@@ -88,17 +107,57 @@ pub struct Cnn3Meta {
     pub torch_modules: String,
 }
 
-/// `report.json` of a three-layer CNN run: the two-layer report's fields plus the second
-/// layer's.
+/// `report.json` of a three-layer CNN run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cnn3Report {
-    /// Objective, bound, gap, metrics, ... (`filters` = `M`, `patterns` = first-layer ones).
-    #[serde(flatten)]
-    pub base: ConvReport,
-    /// Second-layer patterns.
-    pub second_layer_patterns: usize,
+    /// Convex objective.
+    pub objective: f64,
+    /// Objective of the rebuilt network (path penalty; equal up to the violation).
+    pub network_objective: f64,
+    /// Lower bound on the program's optimum.
+    pub dual_bound: f64,
+    /// `objective - dual_bound`.
+    pub gap: f64,
+    /// Relative gap.
+    pub relative_gap: f64,
+    /// `global` (exact patterns of both layers) or `sampled-patterns`.
+    pub certificate: String,
+    /// Solver status.
+    pub status: Status,
+    /// First-order iterations.
+    pub iterations: usize,
+    /// Solve time.
+    pub seconds: f64,
+    /// Filters `M` of the rebuilt network.
+    pub filters: usize,
     /// Middle units `m` of the rebuilt network.
     pub units: usize,
+    /// First-layer patterns.
+    pub patterns: usize,
+    /// Second-layer patterns.
+    pub second_layer_patterns: usize,
+    /// Regularization strength.
+    pub lambda: f64,
+    /// Relative cone-constraint violation (both layers).
+    pub violation: f64,
+    /// Always `cnn3-relu`.
+    pub model: String,
+    /// Convolution shape, as text.
+    pub shape: String,
+    /// Patches per sample `K`.
+    pub patches: usize,
+    /// Filter length `h` (bias entry included).
+    pub filter_len: usize,
+    /// Training samples.
+    pub n_train: usize,
+    /// Test samples.
+    pub n_test: usize,
+    /// Target scale.
+    pub target_scale: f64,
+    /// Training metrics.
+    pub train: Metrics,
+    /// Test metrics (none without a test split).
+    pub test: Option<Metrics>,
 }
 
 /// A trained three-layer CNN on raw features.
@@ -142,7 +201,7 @@ pub fn train(
     cfg: &Cnn3TrainConfig,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(Cnn3Model, Cnn3Report)> {
-    let c = &cfg.conv;
+    let c = cfg;
     c.solver.validate()?;
     if table.features.ncols() != c.shape.input_len() {
         return Err(CvxnnError::arg(
@@ -259,7 +318,7 @@ pub fn train(
     };
     let exact = matches!(c.patterns, PatternSource::Exact { .. })
         && cfg.second == SecondLayerPatterns::Exact;
-    let base = ConvReport {
+    let report = Cnn3Report {
         objective: sol.objective,
         network_objective,
         dual_bound: sol.dual_bound,
@@ -270,7 +329,9 @@ pub fn train(
         iterations: sol.iterations,
         seconds: sol.seconds,
         filters: model.network.n_filters(),
+        units: model.network.units(),
         patterns: first.len(),
+        second_layer_patterns: second.len(),
         lambda: c.lambda,
         violation: sol.violation,
         model: "cnn3-relu".into(),
@@ -282,11 +343,6 @@ pub fn train(
         target_scale: data.target_scale,
         train,
         test,
-    };
-    let report = Cnn3Report {
-        base,
-        second_layer_patterns: second.len(),
-        units: model.network.units(),
     };
     Ok((model, report))
 }

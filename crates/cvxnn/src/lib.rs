@@ -45,6 +45,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod architecture;
 pub mod baseline;
 pub mod certificate;
 pub mod conv;

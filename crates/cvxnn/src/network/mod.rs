@@ -4,6 +4,7 @@
 
 mod cnn3;
 mod conv;
+mod conv_export;
 mod decompose;
 mod export;
 mod gradient;

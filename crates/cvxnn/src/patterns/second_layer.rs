@@ -19,7 +19,7 @@ pub const MAX_EXACT_SAMPLES: usize = 14;
 pub fn all_sample_patterns(n: usize) -> Result<Masks> {
     if n == 0 || n > MAX_EXACT_SAMPLES {
         return Err(CvxnnError::arg(
-            "patterns",
+            "second-layer-patterns",
             format!(
                 "exact second-layer patterns list all 2^n - 1 sign patterns of the samples; n = {n} is outside 1..={MAX_EXACT_SAMPLES} (sample them instead)"
             ),

@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a two-layer network through its convex program and report the certificate.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Apply a trained model to a CSV file of raw features.
     Predict(PredictArgs),
     /// Show what a model directory holds.
@@ -155,6 +155,10 @@ pub enum ModelArg {
     /// Linear circular CNN (circular filter, readout): exact Fourier-L1 program (train, predict;
     /// needs --input-shape 1,L).
     CircularLinearCnn,
+    /// Three-layer CNN with two ReLU layers (convolution, ReLU, sum pooling, linear, ReLU,
+    /// linear) and the path penalty: exact cone-constrained program over first-layer patterns of
+    /// the patch matrix and second-layer sample patterns (docs/theory.md; train and predict).
+    Cnn3Relu,
 }
 
 /// Pooling of `--model linear-cnn`.
@@ -388,6 +392,10 @@ pub struct TrainArgs {
     /// with C = 1; --kernel, --stride, --padding and --pool do not apply).
     #[arg(long)]
     pub circular: bool,
+    /// cnn3-relu: second-layer (sample) patterns, a count N (all-ones, the binary target signs,
+    /// then seeded samples) or `exact` (all 2^n - 1; tiny data only).
+    #[arg(long, default_value = "20", value_name = "N|exact")]
+    pub second_layer_patterns: String,
 }
 
 /// `cvxnn path`.

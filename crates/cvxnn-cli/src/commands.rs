@@ -29,7 +29,7 @@ use crate::progress::SolveProgress;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(a) => run_train(a),
+        Command::Train(a) => run_train(*a),
         Command::Predict(a) => run_predict(a),
         Command::Info(a) => run_info(a),
         Command::Certify(a) => run_certify(a),
@@ -117,6 +117,9 @@ pub(crate) fn base_config(
             }
             ModelArg::CircularCnn | ModelArg::CircularLinearCnn => {
                 bail!("invalid argument `model`: the circular CNN models are trained by `cvxnn train` only")
+            }
+            ModelArg::Cnn3Relu => {
+                bail!("invalid argument `model`: cnn3-relu is trained by `cvxnn train` only")
             }
         },
         loss: loss_arg(d.loss),
@@ -274,6 +277,9 @@ fn load_features(
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
+    if a.program.model == ModelArg::Cnn3Relu {
+        return crate::cnn3::run_train_cnn3(a);
+    }
     if matches!(
         a.program.model,
         ModelArg::CircularCnn | ModelArg::CircularLinearCnn
@@ -551,6 +557,9 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     }
     if cvxnn::conv_circular::is_circular_model(&a.model) {
         return crate::circular::run_predict_circular(a);
+    }
+    if cvxnn::conv3::is_cnn3_model(&a.model) {
+        return crate::cnn3::run_predict_cnn3(a);
     }
     let model = TrainedModel::load(&a.model)?;
     let (x, target) = load_features(&a.data, &model.meta, &model.meta.target)?;

@@ -5,6 +5,7 @@ mod args;
 mod baseline;
 mod circular;
 mod cnn;
+mod cnn3;
 mod commands;
 mod linear;
 mod path;

@@ -54,6 +54,7 @@ pub mod baseline;
 pub mod certificate;
 pub mod conv;
 pub mod conv_circular;
+pub mod conv3;
 pub mod data;
 pub mod error;
 pub mod estimator;

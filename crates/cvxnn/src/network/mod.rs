@@ -2,12 +2,14 @@
 //! (DESIGN section 0), their export in PyTorch naming, and their direct (non-convex) training by
 //! Adam or SGD ([`train_gradient`]), the baseline the convex programs are compared against.
 
+mod cnn3;
 mod conv;
 mod conv_export;
 mod decompose;
 mod export;
 mod gradient;
 
+pub use cnn3::Cnn3Network;
 pub use conv::ConvNetwork;
 pub use decompose::decompose_gated;
 pub use export::{RawNetwork, TorchNames};

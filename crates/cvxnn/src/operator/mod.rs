@@ -8,6 +8,7 @@ mod dense;
 pub mod fourier;
 mod outputs;
 mod patch_sum;
+mod second_layer;
 
 pub use arrangement::{ArrangementOperator, Layout};
 pub use dense::DenseMap;
@@ -17,6 +18,7 @@ pub use fourier::{
 };
 pub use outputs::OutputBlocks;
 pub use patch_sum::PatchSum;
+pub use second_layer::SecondLayer;
 
 /// A linear map `K` from variables (length [`LinearMap::n_vars`]) to an image (length
 /// [`LinearMap::image_len`]), with its adjoint. Results must not depend on the thread count.

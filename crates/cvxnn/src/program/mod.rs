@@ -41,6 +41,7 @@ pub mod burer_monteiro;
 pub mod circular;
 pub mod circular_relu;
 mod cnn;
+mod cnn3;
 pub mod column_generation;
 pub mod deep_linear;
 pub mod linear;
@@ -54,6 +55,7 @@ pub use burer_monteiro::{
 pub use circular::{CircularCnn, CircularProgram};
 pub use circular_relu::{CircularReluCnn, CircularReluProgram};
 pub use cnn::ConvProgram;
+pub use cnn3::Cnn3Program;
 pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
     ColumnGenerationSettings, RoundSolver,

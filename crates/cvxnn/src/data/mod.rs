@@ -13,6 +13,7 @@
 mod gates;
 mod labels;
 mod patches;
+mod pooling;
 mod split;
 mod standardize;
 mod table;
@@ -26,6 +27,7 @@ pub use labels::{
     EncodedTarget, Task,
 };
 pub use patches::{patches, ConvShape};
+pub use pooling::{window_masks, window_patches, window_rows, PoolKind, Pooling};
 pub use split::train_test_split;
 pub use standardize::Standardizer;
 pub use table::{read_features, read_table, Table, TargetColumn};

@@ -6,6 +6,7 @@ mod conv;
 mod decompose;
 mod export;
 mod gradient;
+mod pooled;
 
 pub use conv::ConvNetwork;
 pub use decompose::decompose_gated;
@@ -14,6 +15,7 @@ pub use gradient::{
     network_gradient, train_gradient, train_gradient_from, GradientOutcome, GradientSettings,
     NetworkGradient, Optimizer,
 };
+pub use pooled::PooledConvNetwork;
 
 use faer::Accum;
 use rayon::prelude::*;

@@ -7,6 +7,7 @@ mod arrangement;
 pub mod fourier;
 mod outputs;
 mod patch_sum;
+mod window_sum;
 
 pub use arrangement::{ArrangementOperator, Layout};
 pub use fourier::{
@@ -15,6 +16,7 @@ pub use fourier::{
 };
 pub use outputs::OutputBlocks;
 pub use patch_sum::PatchSum;
+pub use window_sum::WindowSum;
 
 /// A linear map `K` from variables (length [`LinearMap::n_vars`]) to an image (length
 /// [`LinearMap::image_len`]), with its adjoint. Results must not depend on the thread count.

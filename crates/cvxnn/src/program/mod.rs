@@ -37,6 +37,7 @@ impl std::fmt::Display for OutputMode {
     }
 }
 
+mod avg_pool;
 pub mod burer_monteiro;
 pub mod circular;
 mod cnn;
@@ -44,6 +45,7 @@ pub mod column_generation;
 pub mod polish;
 mod two_layer;
 
+pub use avg_pool::AvgPoolProgram;
 pub use burer_monteiro::{
     solve_shared_relu_bm, BmBound, BmFactors, BmSolution, GapKind, SharedReluProgram,
 };

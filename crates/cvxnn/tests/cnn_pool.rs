@@ -15,7 +15,7 @@ use cvxnn::linalg::Matrix;
 use cvxnn::loss::LossKind;
 use cvxnn::network::PooledConvNetwork;
 use cvxnn::patterns::sample_patterns;
-use cvxnn::program::{AvgPoolProgram, ModelKind};
+use cvxnn::program::{AvgPoolProgram, JointPatterns, MaxPoolProgram, ModelKind};
 use cvxnn::solver::{SolverSettings, Status};
 
 const RESTARTS: u64 = 12;
@@ -393,4 +393,128 @@ fn rebuilt_avg_pool_objective_equals_convex_objective() {
             assert!(sol.dual_bound <= sol.objective);
         }
     }
+}
+
+/// Max pooling with exact joint (activation, argmax) patterns: the program's optimum is never
+/// beaten by gradient descent on the non-convex max-pooled CNN whose filters each feed one
+/// window, and its dual bound is below every run. `pool` = the whole map is global max pooling,
+/// where that is every network of the architecture.
+fn check_max_pool(shape: ConvShape, pool: &str, n: usize, lambda: f64, seed: u64) {
+    let pool = Pooling::parse(pool).unwrap();
+    let (x, y) = samples(n, shape.input_len(), seed);
+    let xs = patches(&x, &shape, false).unwrap();
+    let windows = pool.windows(&shape).unwrap();
+    let program = MaxPoolProgram::new(
+        &xs,
+        shape.n_patches(),
+        &windows,
+        &y,
+        JointPatterns::Exact(100_000),
+        LossKind::Squared,
+        lambda,
+    )
+    .unwrap();
+    let sol = program.solve(&settings(60_000), None, &mut |_| {}).unwrap();
+    let violation = program.violation(&sol.x).unwrap();
+    assert!(
+        sol.relative_gap() <= 1e-5,
+        "{:?}",
+        (sol.status, sol.objective, sol.dual_bound)
+    );
+    assert!(violation <= 1e-6, "violation {violation}");
+    let net =
+        PooledConvNetwork::from_window_blocks(shape.clone(), false, pool, &program.blocks(&sol.x))
+            .unwrap();
+    let rebuilt = net.objective(&x, &y, LossKind::Squared, lambda).unwrap();
+    assert!(
+        rel_diff(rebuilt, sol.objective) <= 1e-6,
+        "{rebuilt} vs {}",
+        sol.objective
+    );
+    let a = windows.len();
+    let arch = Arch {
+        xs: &xs,
+        n,
+        windows: &windows,
+        kind: PoolKind::Max,
+        feeds: (0..4 * a)
+            .map(|f| (0..a).map(|w| f % a == w).collect())
+            .collect(),
+        gates: None,
+    };
+    let runs = arch.restarts(&y, lambda);
+    eprintln!(
+        "max {}: {} windows, joint patterns {:?}, convex {:.10e} (rebuilt {rebuilt:.10e}, {} filters), bound {:.10e}, GD best {:.10e} worst {:.10e}",
+        pool.describe(),
+        a,
+        program.patterns_per_window(),
+        sol.objective,
+        net.filters(),
+        sol.dual_bound,
+        min(&runs),
+        runs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    );
+    assert!(min(&runs) >= sol.objective * (1.0 - 1e-5));
+    assert!(runs.iter().all(|r| sol.dual_bound <= *r));
+}
+
+#[test]
+fn exact_global_max_pool_beats_gradient_descent_restarts() {
+    check_max_pool(
+        ConvShape::new(1, vec![6], vec![2], 1, 0).unwrap(),
+        "max:5",
+        5,
+        3e-2,
+        21,
+    );
+}
+
+#[test]
+fn exact_local_max_pool_beats_gradient_descent_restarts() {
+    check_max_pool(
+        ConvShape::new(1, vec![8], vec![3], 1, 0).unwrap(),
+        "max:3",
+        5,
+        3e-2,
+        23,
+    );
+}
+
+/// 2-D, bias, padding, sampled joint patterns: rebuilt objective == convex objective.
+#[test]
+fn rebuilt_max_pool_objective_equals_convex_objective() {
+    let shape = ConvShape::new(2, vec![4, 4], vec![2, 2], 1, 1).unwrap();
+    let pool = Pooling::parse("max:2").unwrap();
+    let (x, y) = samples(8, shape.input_len(), 9);
+    let windows = pool.windows(&shape).unwrap();
+    let xs = patches(&x, &shape, true).unwrap();
+    let gates = sample_patterns(&xs, 15, 1).unwrap().gates;
+    let program = MaxPoolProgram::new(
+        &xs,
+        shape.n_patches(),
+        &windows,
+        &y,
+        JointPatterns::Gates(&gates),
+        LossKind::Squared,
+        1e-2,
+    )
+    .unwrap();
+    let sol = program.solve(&settings(20_000), None, &mut |_| {}).unwrap();
+    // The identity needs feasibility, not optimality.
+    let violation = program.violation(&sol.x).unwrap();
+    eprintln!(
+        "max 2-D: {:?}, gap {:.2e}, violation {violation:.1e}",
+        sol.status,
+        sol.relative_gap()
+    );
+    assert!(violation <= 1e-7, "violation {violation}");
+    assert!(sol.dual_bound <= sol.objective);
+    let net =
+        PooledConvNetwork::from_window_blocks(shape, true, pool, &program.blocks(&sol.x)).unwrap();
+    let rebuilt = net.objective(&x, &y, LossKind::Squared, 1e-2).unwrap();
+    assert!(
+        rel_diff(rebuilt, sol.objective) <= 1e-6,
+        "{rebuilt} vs {}",
+        sol.objective
+    );
 }

@@ -53,6 +53,56 @@ impl PooledConvNetwork {
         })
     }
 
+    /// Rebuilds a ReLU network from per-window blocks `[V W]` (`h x 2P_w` each, column-major;
+    /// e.g. [`crate::program::MaxPoolProgram::blocks`]): every non-zero column `c` becomes a
+    /// filter `v / sqrt(||v||)` feeding its window only, with weight `+sqrt(||v||)` for the `V`
+    /// half and `-sqrt(||v||)` for the `W` half, so its weight decay is `||v||`.
+    pub fn from_window_blocks(
+        shape: ConvShape,
+        bias: bool,
+        pool: Pooling,
+        blocks: &[&[f64]],
+    ) -> Result<PooledConvNetwork> {
+        let a = pool.windows(&shape)?.len();
+        let h = shape.patch_len() + usize::from(bias);
+        if blocks.len() != a || blocks.iter().any(|b| b.len() % (2 * h) != 0) {
+            return Err(CvxnnError::Shape(format!(
+                "{} variable blocks for {a} windows, each needs a multiple of {} values",
+                blocks.len(),
+                2 * h
+            )));
+        }
+        let (mut hidden, mut alpha) = (Vec::new(), Vec::new());
+        for (w, block) in blocks.iter().enumerate() {
+            let p = block.len() / (2 * h);
+            for (c, v) in block.chunks_exact(h).enumerate() {
+                let nrm = crate::linalg::norm2(v);
+                if nrm == 0.0 {
+                    continue;
+                }
+                let s = nrm.sqrt();
+                hidden.extend(v.iter().map(|x| x / s));
+                let mut row = vec![0.0; a];
+                row[w] = if c < p { s } else { -s };
+                alpha.extend(row);
+            }
+        }
+        let m = alpha.len() / a.max(1);
+        let hidden = Matrix::from_col_major(h, m, hidden)
+            .ok_or_else(|| CvxnnError::Shape("rebuild".into()))?;
+        Ok(PooledConvNetwork {
+            shape,
+            bias,
+            pool,
+            net: Network {
+                hidden,
+                alpha,
+                outputs: a,
+                gates: None,
+            },
+        })
+    }
+
     /// Number of filters `m`.
     pub fn filters(&self) -> usize {
         self.net.neurons()

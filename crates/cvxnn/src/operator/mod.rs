@@ -5,6 +5,7 @@
 
 mod arrangement;
 pub mod fourier;
+mod max_pool;
 mod outputs;
 mod patch_sum;
 mod window_sum;
@@ -14,6 +15,7 @@ pub use fourier::{
     coefficients_to_spectrum, filters_from_coefficients, fourier_groups, inverse_real_spectrum,
     real_spectrum, FourierFeatures,
 };
+pub use max_pool::MaxPoolWindow;
 pub use outputs::OutputBlocks;
 pub use patch_sum::PatchSum;
 pub use window_sum::WindowSum;

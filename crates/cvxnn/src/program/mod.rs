@@ -42,6 +42,7 @@ pub mod burer_monteiro;
 pub mod circular;
 mod cnn;
 pub mod column_generation;
+mod max_pool;
 pub mod polish;
 mod two_layer;
 
@@ -55,6 +56,7 @@ pub use column_generation::{
     solve_column_generation, ColumnGenerationEnd, ColumnGenerationOutcome, ColumnGenerationRound,
     ColumnGenerationSettings, RoundSolver,
 };
+pub use max_pool::{exact_joint_patterns, sampled_joint_patterns, JointPatterns, MaxPoolProgram};
 pub use two_layer::TwoLayerProgram;
 
 /// The checks every program's constructor shares (after its own shape checks): patterns to

@@ -104,6 +104,9 @@ pub(crate) fn run_train_cnn(a: TrainArgs) -> Result<()> {
             ..SolverSettings::default()
         },
     };
+    if let Some(pool) = a.pool.as_deref() {
+        return crate::cnn_pool::run_train_pooled(&a, &table, &cfg, pool);
+    }
     let mut progress = SolveProgress::new(a.quiet);
     let out = train(&table, &cfg, &mut |pr| progress.update(pr));
     progress.finish();

@@ -209,6 +209,9 @@ fn run_train(a: TrainArgs) -> Result<()> {
     if matches!(a.program.model, ModelArg::CnnRelu | ModelArg::CnnGatedRelu) {
         return crate::cnn::run_train_cnn(a);
     }
+    if a.pool.is_some() {
+        bail!("invalid argument `pool`: --pool needs --model cnn-relu or cnn-gated-relu");
+    }
     if a.input_shape.is_some() || a.kernel.is_some() {
         bail!("invalid argument `input-shape`: --input-shape and --kernel need --model cnn-relu or cnn-gated-relu");
     }
@@ -442,6 +445,9 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     }
     if cvxnn::conv::is_conv_model(&a.model) {
         return crate::cnn::run_predict_cnn(a);
+    }
+    if cvxnn::conv_pool::is_pooled_model(&a.model) {
+        return crate::cnn_pool::run_predict_pooled(a);
     }
     let model = TrainedModel::load(&a.model)?;
     let (x, target) = read_features(&a.data, &model.meta.feature_names, &model.meta.target)?;

@@ -4,6 +4,7 @@
 mod args;
 mod baseline;
 mod cnn;
+mod cnn_pool;
 mod commands;
 mod path;
 mod plot;

@@ -48,6 +48,7 @@
 pub mod baseline;
 pub mod certificate;
 pub mod conv;
+pub mod conv_pool;
 pub mod data;
 pub mod error;
 pub mod estimator;

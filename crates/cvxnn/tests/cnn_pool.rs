@@ -18,9 +18,9 @@ use cvxnn::patterns::sample_patterns;
 use cvxnn::program::{AvgPoolProgram, JointPatterns, MaxPoolProgram, ModelKind};
 use cvxnn::solver::{SolverSettings, Status};
 
-const RESTARTS: u64 = 12;
-const GD_STEPS: usize = 12_000;
-const GD_LR: f64 = 1e-2;
+const RESTARTS: u64 = 8;
+const GD_STEPS: usize = 6_000;
+const GD_LR: f64 = 2e-2;
 
 fn samples(n: usize, features: usize, seed: u64) -> (Matrix, Vec<f64>) {
     let mut rng = Rng::new(seed);
@@ -42,10 +42,14 @@ struct Arch<'a> {
     gates: Option<Vec<Vec<f64>>>,
 }
 
+/// Per (filter, sample, window): the pooled activation and its slope in each patch's
+/// pre-activation.
+type Pooled = Vec<Vec<Vec<(f64, Vec<f64>)>>>;
+
 impl Arch<'_> {
     /// Per (filter, sample, window): pooled activation and the patches' activation slopes
     /// (d pooled / d pre-activation of each patch of the window).
-    fn pooled(&self, u: &[Vec<f64>]) -> Vec<Vec<Vec<(f64, Vec<f64>)>>> {
+    fn pooled(&self, u: &[Vec<f64>]) -> Pooled {
         let dot = |r: usize, v: &[f64]| -> f64 {
             (0..v.len()).map(|c| self.xs.get(r, c) * v[c]).sum::<f64>()
         };
@@ -361,7 +365,7 @@ fn rebuilt_avg_pool_objective_equals_convex_objective() {
     assert_eq!(windows.len(), 4);
     for bias in [false, true] {
         let xs = patches(&x, &shape, bias).unwrap();
-        let pats = sample_patterns(&xs, 20, 1).unwrap();
+        let pats = sample_patterns(&xs, 12, 1).unwrap();
         for model in [ModelKind::GatedRelu, ModelKind::Relu] {
             let program = AvgPoolProgram::new(
                 &xs,
@@ -374,11 +378,15 @@ fn rebuilt_avg_pool_objective_equals_convex_objective() {
                 1e-2,
             )
             .unwrap();
-            let sol = program.solve(&settings(20_000), None, &mut |_| {}).unwrap();
+            let sol = program.solve(&settings(12_000), None, &mut |_| {}).unwrap();
+            // Gated converges; for ReLU the identity needs feasibility, not optimality.
+            if model == ModelKind::GatedRelu {
+                assert_eq!(sol.status, Status::Converged, "bias {bias}");
+            }
+            let violation = program.violation(&sol.x).unwrap();
             assert!(
-                sol.relative_gap() <= 1e-4,
-                "{model} bias {bias}: {:?}",
-                sol.status
+                violation <= 1e-6,
+                "{model} bias {bias}: violation {violation}"
             );
             let gates = (model == ModelKind::GatedRelu).then_some(&pats.gates);
             let net =
@@ -472,7 +480,7 @@ fn exact_global_max_pool_beats_gradient_descent_restarts() {
 #[test]
 fn exact_local_max_pool_beats_gradient_descent_restarts() {
     check_max_pool(
-        ConvShape::new(1, vec![8], vec![3], 1, 0).unwrap(),
+        ConvShape::new(1, vec![7], vec![2], 1, 0).unwrap(),
         "max:3",
         5,
         3e-2,

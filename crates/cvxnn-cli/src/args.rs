@@ -16,8 +16,6 @@ pub struct Cli {
 }
 
 /// Subcommands.
-// Parsed once per run: boxing the large `train` arguments would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a two-layer network through its convex program and report the certificate.
@@ -358,10 +356,6 @@ pub struct TrainArgs {
     /// CNN models: zero padding on every side.
     #[arg(long, default_value_t = 0)]
     pub padding: usize,
-    /// CNN models: local pooling `avg:S` or `max:S` (window and stride S) instead of global sum
-    /// pooling; the Linear layer then has one weight per (filter, window).
-    #[arg(long, value_name = "avg:S|max:S")]
-    pub pool: Option<String>,
 }
 
 /// `cvxnn path`.

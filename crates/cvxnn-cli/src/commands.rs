@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use cvxnn::certificate::OracleSettings;
 use cvxnn::data::{read_features, read_gates, read_table, Task};
 use cvxnn::estimator::{
-    certify, train, CertifyConfig, CertifyReport, PatternSource, Report, SolverChoice, TrainConfig,
-    TrainedModel, WarmStart, AUTO_EXACT_PATTERNS,
+    certify, train, Architecture, CertifyConfig, CertifyReport, ConvConfig, PatternSource, Report,
+    SolverChoice, TrainConfig, TrainedModel, WarmStart, AUTO_EXACT_PATTERNS,
 };
 use cvxnn::loss::LossKind;
 use cvxnn::network::{GradientSettings, RawNetwork};
@@ -84,6 +84,9 @@ pub(crate) fn base_config(
     initial: usize,
 ) -> Result<TrainConfig> {
     let patterns = match &p.gates {
+        Some(_) if crate::cnn::is_cnn(p.model) => {
+            bail!("invalid argument `gates`: the CNN models sample their gates (--patterns N)")
+        }
         Some(path) => {
             let cols = n_features + usize::from(!d.no_bias);
             PatternSource::Gates(read_gates(path, cols).with_context(|| "reading --gates")?)
@@ -95,14 +98,16 @@ pub(crate) fn base_config(
             "invalid argument `patterns`: `exact` needs --model relu (gated ReLU needs a gate per pattern; use --patterns N or --gates FILE)"
         );
     }
+    if p.patterns == PatternsArg::Exact && p.model == ModelArg::CnnGatedRelu {
+        bail!(
+            "invalid argument `patterns`: exact patterns need --model cnn-relu (the gated model needs a gate per pattern; use --patterns N)"
+        );
+    }
     Ok(TrainConfig {
         task: task_arg(d.task),
         model: match p.model {
-            ModelArg::Relu => ModelKind::Relu,
-            ModelArg::GatedRelu => ModelKind::GatedRelu,
-            ModelArg::CnnRelu | ModelArg::CnnGatedRelu => {
-                bail!("invalid argument `model`: the CNN models are trained by `cvxnn train` only")
-            }
+            ModelArg::Relu | ModelArg::CnnRelu => ModelKind::Relu,
+            ModelArg::GatedRelu | ModelArg::CnnGatedRelu => ModelKind::GatedRelu,
         },
         loss: loss_arg(d.loss),
         patterns,
@@ -129,7 +134,12 @@ pub(crate) fn base_config(
     })
 }
 
-fn train_config(a: &TrainArgs, n_features: usize, lambda: f64) -> Result<TrainConfig> {
+fn train_config(
+    a: &TrainArgs,
+    n_features: usize,
+    lambda: f64,
+    conv: Option<ConvConfig>,
+) -> Result<TrainConfig> {
     let (d, p) = (&a.input, &a.program);
     let adaptive =
         matches!(p.patterns, PatternsArg::Adaptive | PatternsArg::Auto) && p.gates.is_none();
@@ -176,6 +186,7 @@ fn train_config(a: &TrainArgs, n_features: usize, lambda: f64) -> Result<TrainCo
             ..ColumnGenerationSettings::default()
         },
         init,
+        conv,
         ..base_config(d, p, n_features, a.initial_patterns)?
     })
 }
@@ -206,14 +217,9 @@ pub(crate) fn refuse_occupied(out: Option<&Path>, force: bool, files: &[&str]) -
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
-    if matches!(a.program.model, ModelArg::CnnRelu | ModelArg::CnnGatedRelu) {
-        return crate::cnn::run_train_cnn(a);
-    }
-    if a.pool.is_some() {
-        bail!("invalid argument `pool`: --pool needs --model cnn-relu or cnn-gated-relu");
-    }
-    if a.input_shape.is_some() || a.kernel.is_some() {
-        bail!("invalid argument `input-shape`: --input-shape and --kernel need --model cnn-relu or cnn-gated-relu");
+    let conv = crate::cnn::conv_config(&a, None)?;
+    if conv.is_some() && a.lambda == LambdaArg::Auto {
+        bail!("invalid argument `lambda`: the CNN models take a number, not auto");
     }
     if a.decompose && a.program.model != ModelArg::GatedRelu {
         bail!("--decompose applies to --model gated-relu only");
@@ -227,7 +233,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         LambdaArg::Value(v) => (v, None),
         LambdaArg::Auto => {
             // The path ignores lambda; the configuration is otherwise the training run's.
-            let cfg = train_config(&a, table.feature_names.len(), 1.0)?;
+            let cfg = train_config(&a, table.feature_names.len(), 1.0, None)?;
             let path = PathConfig {
                 grid: a.grid.lambdas.unwrap_or_default(),
                 validation_fraction: a.grid.validation_fraction,
@@ -242,7 +248,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             (r.recommended_lambda, Some(r))
         }
     };
-    let cfg = train_config(&a, table.feature_names.len(), lambda)?;
+    let cfg = train_config(&a, table.feature_names.len(), lambda, conv)?;
     let mut progress = SolveProgress::new(a.quiet);
     let out = train(&table, &cfg, a.decompose, &mut |p| progress.update(p));
     progress.finish();
@@ -266,10 +272,14 @@ fn run_train(a: TrainArgs) -> Result<()> {
 fn summary(a: &TrainArgs, r: &Report) -> String {
     let mut s = String::new();
     let loss = r.loss;
+    let model = match &r.conv {
+        Some(_) => format!("cnn-{}", r.model),
+        None => r.model.to_string(),
+    };
     s += &format!(
         "cvxnn train: {} ({}), {} loss, lambda {:e}, {} {} patterns, {} solver, {} train / {} test samples, d = {}\n",
         a.input.data.display(),
-        r.model,
+        model,
         loss,
         r.lambda,
         r.patterns,
@@ -294,6 +304,19 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
             p.n_validation,
             p.patterns,
             p.seconds
+        );
+    }
+    if let Some(c) = &r.conv {
+        s += &format!(
+            "  cnn          {}, {} patches of length {} ({}), features divided by {:.6}\n",
+            c.shape,
+            c.patches,
+            c.filter_len,
+            match c.architecture {
+                Architecture::CnnSumPool => "sum pooling",
+                Architecture::TwoLayer => "dense",
+            },
+            c.feature_scale
         );
     }
     if r.outputs > 1 {
@@ -362,7 +385,15 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
             cg.searched_bound
         );
     }
-    s += &format!("  neurons      {}\n", r.neurons);
+    s += &format!(
+        "  {}      {}\n",
+        if r.conv.is_some() {
+            "filters"
+        } else {
+            "neurons"
+        },
+        r.neurons
+    );
     s += &format!("  train        {}\n", metrics_line(&r.train));
     if let Some(t) = &r.test {
         s += &format!("  test         {}\n", metrics_line(t));
@@ -443,12 +474,6 @@ fn run_predict(a: PredictArgs) -> Result<()> {
             bail!("{} exists; pass --force to replace it", out.display());
         }
     }
-    if cvxnn::conv::is_conv_model(&a.model) {
-        return crate::cnn::run_predict_cnn(a);
-    }
-    if cvxnn::conv_pool::is_pooled_model(&a.model) {
-        return crate::cnn_pool::run_predict_pooled(a);
-    }
     let model = TrainedModel::load(&a.model)?;
     let (x, target) = read_features(&a.data, &model.meta.feature_names, &model.meta.target)?;
     let pred = model.predict(&x)?;
@@ -503,10 +528,19 @@ fn run_info(a: InfoArgs) -> Result<()> {
         m.feature_names.join(", ")
     );
     println!("target       {}", m.target);
-    println!(
-        "preprocess   standardize {}  bias {}",
-        m.standardize, m.bias
-    );
+    match &m.conv {
+        Some(c) => println!(
+            "cnn          {}, {} filters, features divided by {:.6}, bias {}",
+            c.shape.describe(),
+            c.filters,
+            c.feature_scale,
+            m.bias
+        ),
+        None => println!(
+            "preprocess   standardize {}  bias {}",
+            m.standardize, m.bias
+        ),
+    }
     if let Some(l) = &m.labels {
         match (m.task, l.labels()) {
             (Task::Binary, [neg, pos]) => println!("labels       {neg} -> -1, {pos} -> +1"),
@@ -520,10 +554,16 @@ fn run_info(a: InfoArgs) -> Result<()> {
     }
     let report = a.model.join("report.json");
     if let Ok(text) = std::fs::read_to_string(&report) {
-        if let Ok(r) = serde_json::from_str::<Report>(&text) {
+        // Read field by field: reports of every model kind and version carry these.
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let num = |k: &str| v[k].as_f64();
+        if let (Some(o), Some(b), Some(g)) =
+            (num("objective"), num("dual_bound"), num("relative_gap"))
+        {
             println!(
-                "certificate  objective {:.8e}  dual bound {:.8e}  relative gap {:.2e} ({}, {})",
-                r.objective, r.dual_bound, r.relative_gap, r.certificate, r.status
+                "certificate  objective {o:.8e}  dual bound {b:.8e}  relative gap {g:.2e} ({}, {})",
+                v["certificate"].as_str().unwrap_or("?"),
+                v["status"].as_str().unwrap_or("?")
             );
         } else if let Some(line) = crate::baseline::info_line(&text) {
             println!("{line}");
@@ -550,19 +590,29 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
             .filter(|p| p.join("model.json").is_file())
             .map(Path::to_path_buf)
     };
-    let (net, meta) = match &dir {
+    // A dense network (with or without a model directory), or a whole CNN model.
+    let (net, meta, cnn) = match &dir {
         Some(d) => {
             let m = TrainedModel::load(d)
                 .with_context(|| format!("reading the model directory {}", d.display()))?;
-            if model_path.is_file() {
+            if m.meta.conv.is_some() {
+                if model_path.is_file() {
+                    bail!("invalid argument `model`: certify a CNN by its model directory");
+                }
+                (None, Some(m.meta.clone()), Some(m))
+            } else if model_path.is_file() {
                 // The weights given, with the directory's metadata.
                 let net = cvxnn::network::RawNetwork::load(model_path)?;
-                (net, Some(m.meta))
+                (Some(net), Some(m.meta), None)
             } else {
-                (m.network, Some(m.meta))
+                (m.network.dense().cloned(), Some(m.meta), None)
             }
         }
-        None => (cvxnn::network::RawNetwork::load(model_path)?, None),
+        None => (
+            Some(cvxnn::network::RawNetwork::load(model_path)?),
+            None,
+            None,
+        ),
     };
     let table = match &meta {
         Some(m) => {
@@ -603,9 +653,16 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
         solver_choice: solver_choice(a.solver),
     };
     let mut progress = SolveProgress::new(a.quiet);
-    let r = certify(&table, &net, meta.as_ref(), &cfg, &mut |p| {
-        progress.update(p)
-    });
+    let r = match (&cnn, &net) {
+        (Some(m), _) => cvxnn::conv::certify(&table, m, &cfg, &mut |p| progress.update(p)),
+        (None, Some(net)) => certify(&table, net, meta.as_ref(), &cfg, &mut |p| {
+            progress.update(p)
+        }),
+        (None, None) => {
+            progress.finish();
+            bail!("internal: no network to certify")
+        }
+    };
     progress.finish();
     let r = r?;
     let summary = certify_summary(&a, &r, meta.is_some());

@@ -4,7 +4,6 @@
 mod args;
 mod baseline;
 mod cnn;
-mod cnn_pool;
 mod commands;
 mod path;
 mod plot;

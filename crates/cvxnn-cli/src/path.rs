@@ -26,6 +26,9 @@ pub(crate) fn path_progress(progress: &mut SolveProgress, e: PathEvent<'_>) {
 }
 
 pub(crate) fn run_path(a: PathArgs) -> Result<()> {
+    if crate::cnn::is_cnn(a.program.model) {
+        anyhow::bail!("invalid argument `model`: the regularization path takes the dense models (relu, gated-relu); train CNNs at a given --lambda");
+    }
     refuse_occupied(a.out.as_deref(), a.force, &PATH_FILES)?;
     let table = read_table(&a.input.data, &a.input.target)?;
     // Column generation's initial sample size does not apply: the path refuses adaptive.

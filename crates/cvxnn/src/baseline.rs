@@ -175,7 +175,7 @@ pub fn train_baseline(
     raw.w2.iter_mut().for_each(|a| *a *= target_scale);
     let meta = ModelMeta {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        architecture: "two-layer".into(),
+        architecture: crate::architecture::Architecture::TwoLayer,
         model: ModelKind::Relu,
         output_mode: if outputs > 1 {
             crate::program::OutputMode::Shared
@@ -195,8 +195,12 @@ pub fn train_baseline(
         bias: cfg.bias,
         target_scale,
         labels,
+        conv: None,
     };
-    let model = TrainedModel { meta, network: raw };
+    let model = TrainedModel {
+        meta,
+        network: crate::architecture::ModelNetwork::Dense(raw),
+    };
     let train = model.metrics(&x_train_raw, &table.target.select(&train_idx))?;
     let test = if test_idx.is_empty() {
         None
@@ -306,6 +310,8 @@ mod tests {
             .collect();
         let mut net = model
             .network
+            .dense()
+            .unwrap()
             .to_network(
                 &model.meta.standardizer.mean,
                 &model.meta.standardizer.scale,
@@ -358,8 +364,8 @@ mod tests {
         let (model, report) = train_baseline(&t, &cfg).unwrap();
         assert_eq!(report.task, Task::Multiclass);
         assert_eq!(report.loss, LossKind::CrossEntropy);
-        assert_eq!((report.outputs, model.network.outputs), (3, 3));
-        assert_eq!(model.network.w2.len(), 3 * report.neurons);
+        assert_eq!((report.outputs, model.network.outputs()), (3, 3));
+        assert_eq!(model.network.dense().unwrap().w2.len(), 3 * report.neurons);
         assert_eq!(model.meta.output_mode, crate::program::OutputMode::Shared);
         assert!(report.train.accuracy.unwrap() >= 0.9, "{report:?}");
         assert!(report.objective < 0.5 * report.initial_objective);
@@ -373,6 +379,8 @@ mod tests {
         .unwrap();
         let net = model
             .network
+            .dense()
+            .unwrap()
             .to_network(
                 &model.meta.standardizer.mean,
                 &model.meta.standardizer.scale,

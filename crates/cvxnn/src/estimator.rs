@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::architecture::{Architecture, ConvConfig, ConvReportPart, ConvSpec, ModelNetwork};
 use crate::certificate::OracleSettings;
 use crate::data::{
     add_bias, argmax_classes, binary_class, encode_target, train_test_split, ClassLabels,
@@ -184,6 +185,9 @@ pub struct TrainConfig {
     pub init: Option<WarmStart>,
     /// How a multiclass network's neurons feed its outputs (ignored with one output).
     pub outputs: OutputMode,
+    /// A convolutional architecture and its shape (`None`: the fully connected network). CNNs
+    /// are trained by [`crate::conv::train`] through [`train`].
+    pub conv: Option<ConvConfig>,
 }
 
 impl TrainConfig {
@@ -212,6 +216,7 @@ impl Default for TrainConfig {
             column_generation: ColumnGenerationSettings::default(),
             init: None,
             outputs: OutputMode::Separate,
+            conv: None,
         }
     }
 }
@@ -325,6 +330,10 @@ pub struct Report {
     /// The regularization path that chose `lambda` (`--lambda auto` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda_path: Option<crate::path::PathSummary>,
+    /// The convolution (CNN models only; flattened: `architecture`, `shape`, `patches`,
+    /// `filter_len`, `feature_scale`). `neurons` counts filters and `d` is the filter length.
+    #[serde(flatten)]
+    pub conv: Option<ConvReportPart>,
 }
 
 fn one() -> usize {
@@ -340,8 +349,8 @@ fn default_solver_name() -> String {
 pub struct ModelMeta {
     /// cvxnn version that wrote the model.
     pub version: String,
-    /// Architecture: always `"two-layer"` for now.
-    pub architecture: String,
+    /// Architecture: `"two-layer"` or a CNN (then [`ModelMeta::conv`] holds its shape).
+    pub architecture: Architecture,
     /// Model kind.
     pub model: ModelKind,
     /// How the neurons feed the outputs (meaningful with several outputs).
@@ -357,15 +366,19 @@ pub struct ModelMeta {
     pub seed: u64,
     /// Patterns in the program.
     pub patterns: usize,
-    /// Hidden neurons.
+    /// Hidden neurons (filters of a CNN; the first CNN files wrote only `filters`).
+    #[serde(default)]
     pub neurons: usize,
     /// Raw feature names, in the order the network expects them.
     pub feature_names: Vec<String>,
     /// Target column name.
     pub target: String,
-    /// Standardization fitted on the training split (identity when off).
+    /// Standardization fitted on the training split (identity when off; a CNN's one global
+    /// scale on every feature).
+    #[serde(default)]
     pub standardizer: Standardizer,
-    /// Whether z-scoring was on.
+    /// Whether z-scoring was on (never for a CNN).
+    #[serde(default)]
     pub standardize: bool,
     /// Whether a bias column was appended.
     pub bias: bool,
@@ -375,6 +388,10 @@ pub struct ModelMeta {
     /// -1, the second +1). Older files' `{"negative": .., "positive": ..}` is read too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<ClassLabels>,
+    /// The convolution of a CNN model (flattened: `shape`, `feature_scale`, `filters`,
+    /// `torch_modules`).
+    #[serde(flatten)]
+    pub conv: Option<ConvSpec>,
 }
 
 /// What [`TrainedModel::predict`] returns.
@@ -427,7 +444,7 @@ pub struct TrainedModel {
     /// Metadata and preprocessing.
     pub meta: ModelMeta,
     /// Network on raw features (preprocessing folded in).
-    pub network: RawNetwork,
+    pub network: ModelNetwork,
 }
 
 /// The outcome of [`train`].
@@ -437,7 +454,7 @@ pub struct TrainOutput {
     pub model: TrainedModel,
     /// The report.
     pub report: Report,
-    /// The design-space network (before folding the preprocessing).
+    /// The design-space network (before folding the preprocessing; a CNN's per-patch network).
     pub network: Network,
     /// The ReLU network from the cone decomposition (gated ReLU only, when asked).
     pub decomposed: Option<Network>,
@@ -456,6 +473,9 @@ pub fn train(
     decompose: bool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainOutput> {
+    if let Some(conv) = &cfg.conv {
+        return crate::conv::train(table, cfg, conv, decompose, progress);
+    }
     let start = std::time::Instant::now();
     if !(cfg.lambda.is_finite() && cfg.lambda > 0.0) {
         return Err(CvxnnError::arg(
@@ -732,7 +752,7 @@ pub(crate) fn finish_training(
     raw.w2.iter_mut().for_each(|a| *a *= target_scale);
     let meta = ModelMeta {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        architecture: "two-layer".into(),
+        architecture: Architecture::TwoLayer,
         model: cfg.model,
         output_mode: cfg.outputs,
         task,
@@ -748,8 +768,12 @@ pub(crate) fn finish_training(
         bias: cfg.bias,
         target_scale,
         labels,
+        conv: None,
     };
-    let model = TrainedModel { meta, network: raw };
+    let model = TrainedModel {
+        meta,
+        network: ModelNetwork::Dense(raw),
+    };
     let train_metrics = model.metrics(&x_train_raw, &table.target.select(&train_idx))?;
     let test = if test_idx.is_empty() {
         None
@@ -799,6 +823,7 @@ pub(crate) fn finish_training(
         conic_iterations: solution.conic_iterations,
         column_generation,
         lambda_path: None,
+        conv: None,
     };
     Ok(TrainOutput {
         model,
@@ -1232,10 +1257,21 @@ impl TrainedModel {
         let meta_path: PathBuf = dir.join("model.json");
         let text =
             std::fs::read_to_string(&meta_path).map_err(|e| CvxnnError::io(&meta_path, e))?;
-        let meta: ModelMeta = serde_json::from_str(&text).map_err(|e| CvxnnError::Model {
+        let mut meta: ModelMeta = serde_json::from_str(&text).map_err(|e| CvxnnError::Model {
             path: meta_path.clone(),
             message: e.to_string(),
         })?;
+        if let Some(spec) = &meta.conv {
+            // The first CNN files wrote `filters` and no standardizer.
+            meta.neurons = spec.filters;
+            if meta.standardizer.mean.is_empty() {
+                let p = meta.feature_names.len();
+                meta.standardizer = Standardizer {
+                    mean: vec![0.0; p],
+                    scale: vec![spec.feature_scale; p],
+                };
+            }
+        }
         let labels_ok = match (meta.task, &meta.labels) {
             (Task::Regression, _) => true,
             (Task::Binary, Some(l)) => l.len() == 2,
@@ -1257,14 +1293,34 @@ impl TrainedModel {
                 ),
             });
         }
-        let network = RawNetwork::load(&dir.join("model.safetensors"))?;
-        if network.w1.ncols() != meta.feature_names.len() {
+        let network = ModelNetwork::load(
+            &dir.join("model.safetensors"),
+            meta.architecture,
+            meta.conv.as_ref(),
+            meta.bias,
+            meta.model == ModelKind::GatedRelu,
+        )?;
+        if network.input_len() != meta.feature_names.len() {
             return Err(CvxnnError::Model {
                 path: dir.into(),
                 message: format!(
                     "weights take {} features, model.json lists {}",
-                    network.w1.ncols(),
+                    network.input_len(),
                     meta.feature_names.len()
+                ),
+            });
+        }
+        let outputs = match (meta.task, &meta.labels) {
+            (Task::Multiclass, Some(l)) => l.len(),
+            _ => 1,
+        };
+        if network.outputs() != outputs {
+            return Err(CvxnnError::Model {
+                path: dir.into(),
+                message: format!(
+                    "weights have {} outputs, a {} model needs {outputs}",
+                    network.outputs(),
+                    meta.task
                 ),
             });
         }

@@ -45,10 +45,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod architecture;
 pub mod baseline;
 pub mod certificate;
 pub mod conv;
-pub mod conv_pool;
 pub mod data;
 pub mod error;
 pub mod estimator;

@@ -91,6 +91,8 @@ fn check_export(t: &Table, out: &TrainOutput) {
     let back = out
         .model
         .network
+        .dense()
+        .expect("a dense network")
         .to_network(&meta.standardizer.mean, &meta.standardizer.scale, meta.bias)
         .unwrap();
     assert!(max_rel_diff(&back.forward(&design).unwrap(), &a) <= 1e-10);
@@ -138,7 +140,10 @@ fn deterministic(file: &str, model: ModelKind, patterns: usize, lambda: f64, max
         out.report.dual_bound.to_bits()
     );
     assert_eq!(again.report.iterations, out.report.iterations);
-    let (m1, m2) = (&out.model.network, &again.model.network);
+    let (m1, m2) = (
+        out.model.network.dense().expect("dense"),
+        again.model.network.dense().expect("dense"),
+    );
     assert_eq!(bits(m2.w1.as_slice()), bits(m1.w1.as_slice()));
     assert_eq!(bits(&m2.b1), bits(&m1.b1));
     assert_eq!(bits(&m2.w2), bits(&m1.w2));

@@ -6,7 +6,7 @@ use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
 
 /// Per-column affine map `x -> (x - mean) / scale`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Standardizer {
     /// Column means of the fitting data.
     pub mean: Vec<f64>,

@@ -471,6 +471,31 @@ fn plural(k: usize) -> &'static str {
     }
 }
 
+/// Reads a target-only CSV (the targets of a `.npy` feature array): its column `target`, or its
+/// only column whatever its name. Other columns are an error naming them.
+pub fn read_table_columns(path: &Path, target: &str) -> Result<TargetColumn> {
+    let header = {
+        let mut file = CsvFile::open(path)?;
+        file.header(path)?
+    };
+    let name = if header.iter().any(|h| h == target) || header.len() != 1 {
+        target.to_string()
+    } else {
+        header[0].clone()
+    };
+    let (_, column) = read_features(path, &[], &name)?;
+    column.ok_or_else(|| {
+        header_error(
+            path,
+            Some(&name),
+            format!(
+                "target column `{name}` not found; available columns: {}",
+                list_names(header.iter())
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

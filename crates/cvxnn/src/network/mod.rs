@@ -3,6 +3,7 @@
 //! Adam or SGD ([`train_gradient`]), the baseline the convex programs are compared against.
 
 mod conv;
+mod conv_export;
 mod decompose;
 mod export;
 mod gradient;

@@ -1,0 +1,176 @@
+//! Which network a model is: the architecture tag in `model.json`, the CNN-specific metadata, and
+//! [`ModelNetwork`], the network on raw features whatever its architecture. Every model kind goes
+//! through the same train / predict / report / model-file path ([`crate::estimator`]); a new
+//! architecture adds a variant here, an arm in [`ModelNetwork`]'s methods and its training arm
+//! in [`crate::conv`] (CNNs) or [`crate::estimator`] (dense).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::ConvShape;
+use crate::error::{CvxnnError, Result};
+use crate::linalg::Matrix;
+use crate::network::{ConvNetwork, RawNetwork};
+
+/// The architecture of a saved model (`model.json: architecture`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// Two-layer fully connected network (`Linear, ReLU, Linear`).
+    #[default]
+    TwoLayer,
+    /// Two-layer CNN with global sum pooling (`Conv, ReLU, AdaptiveAvgPool(1), Flatten,
+    /// Linear`), DESIGN section 2.
+    CnnSumPool,
+}
+
+impl Architecture {
+    /// Whether the network is convolutional (its metadata carries a [`ConvSpec`]).
+    pub fn is_conv(self) -> bool {
+        !matches!(self, Architecture::TwoLayer)
+    }
+
+    /// Name as written in `model.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::TwoLayer => "two-layer",
+            Architecture::CnnSumPool => "cnn-sum-pool",
+        }
+    }
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a CNN training run needs besides [`crate::estimator::TrainConfig`]: the architecture
+/// and the convolution shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvConfig {
+    /// A convolutional [`Architecture`].
+    pub architecture: Architecture,
+    /// Input shape, kernel, stride, padding.
+    pub shape: ConvShape,
+}
+
+/// The CNN part of `model.json` (flattened into it, as the first CNN files wrote it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvSpec {
+    /// Convolution shape.
+    pub shape: ConvShape,
+    /// The one global scale features were divided by before solving (folded into the filters).
+    pub feature_scale: f64,
+    /// Filters `m` (the model's neurons).
+    pub filters: usize,
+    /// The PyTorch modules that reproduce the predictions from `model.safetensors`.
+    pub torch_modules: String,
+}
+
+/// The CNN part of `report.json` (flattened into it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvReportPart {
+    /// Architecture.
+    pub architecture: Architecture,
+    /// Convolution shape, as text (`input 1,8,8, kernel 3x3, stride 1, padding 0`).
+    pub shape: String,
+    /// Patches per sample `K`.
+    pub patches: usize,
+    /// Filter length `h` (bias entry included).
+    pub filter_len: usize,
+    /// The global feature scale.
+    pub feature_scale: f64,
+}
+
+/// A trained network on raw features (preprocessing folded in), output in target units.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelNetwork {
+    /// Fully connected ([`Architecture::TwoLayer`]).
+    Dense(RawNetwork),
+    /// Convolutional (every CNN architecture).
+    Conv(ConvNetwork),
+}
+
+impl ModelNetwork {
+    /// Outputs on raw features (`n x c`, column-major).
+    pub fn forward(&self, raw: &Matrix) -> Result<Vec<f64>> {
+        match self {
+            ModelNetwork::Dense(n) => n.forward(raw),
+            ModelNetwork::Conv(n) => n.forward(raw),
+        }
+    }
+
+    /// Hidden neurons (filters of a CNN).
+    pub fn neurons(&self) -> usize {
+        match self {
+            ModelNetwork::Dense(n) => n.w1.nrows(),
+            ModelNetwork::Conv(n) => n.filters(),
+        }
+    }
+
+    /// Outputs `c`.
+    pub fn outputs(&self) -> usize {
+        match self {
+            ModelNetwork::Dense(n) => n.outputs,
+            ModelNetwork::Conv(n) => n.net.outputs,
+        }
+    }
+
+    /// Raw features the network takes.
+    pub fn input_len(&self) -> usize {
+        match self {
+            ModelNetwork::Dense(n) => n.w1.ncols(),
+            ModelNetwork::Conv(n) => n.shape.input_len(),
+        }
+    }
+
+    /// The fully connected network (`None` for a CNN).
+    pub fn dense(&self) -> Option<&RawNetwork> {
+        match self {
+            ModelNetwork::Dense(n) => Some(n),
+            ModelNetwork::Conv(_) => None,
+        }
+    }
+
+    /// The CNN (`None` for a fully connected network).
+    pub fn conv(&self) -> Option<&ConvNetwork> {
+        match self {
+            ModelNetwork::Conv(n) => Some(n),
+            ModelNetwork::Dense(_) => None,
+        }
+    }
+
+    /// Writes the weights in PyTorch naming.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        match self {
+            ModelNetwork::Dense(n) => n.save(path),
+            ModelNetwork::Conv(n) => n.save(path),
+        }
+    }
+
+    /// Reads the weights of an `architecture` network (`conv`: its spec, `bias`, `gated` for
+    /// CNNs).
+    pub fn load(
+        path: &Path,
+        architecture: Architecture,
+        conv: Option<&ConvSpec>,
+        bias: bool,
+        gated: bool,
+    ) -> Result<ModelNetwork> {
+        match (architecture, conv) {
+            (Architecture::TwoLayer, _) => Ok(ModelNetwork::Dense(RawNetwork::load(path)?)),
+            (Architecture::CnnSumPool, Some(spec)) => Ok(ModelNetwork::Conv(ConvNetwork::load(
+                path,
+                &spec.shape,
+                bias,
+                gated,
+            )?)),
+            (a, None) => Err(CvxnnError::Model {
+                path: path.into(),
+                message: format!("a {a} model needs its `shape` and `feature_scale` in model.json"),
+            }),
+        }
+    }
+}

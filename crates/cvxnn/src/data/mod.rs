@@ -14,6 +14,7 @@ mod gates;
 mod labels;
 mod npy;
 mod patches;
+mod pooling;
 mod split;
 mod standardize;
 mod table;
@@ -28,6 +29,7 @@ pub use labels::{
 };
 pub use npy::{is_npy, read_npy, read_npy_features, read_npy_table, read_npy_target, NpyArray};
 pub use patches::{patches, ConvShape};
+pub use pooling::{window_masks, window_patches, window_rows, PoolKind, Pooling};
 pub use split::train_test_split;
 pub use standardize::Standardizer;
 pub use table::{read_features, read_table, read_table_columns, Table, TargetColumn};

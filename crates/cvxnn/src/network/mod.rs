@@ -8,6 +8,7 @@ mod conv_export;
 mod decompose;
 mod export;
 mod gradient;
+mod pooled;
 
 pub use cnn3::Cnn3Network;
 pub use conv::ConvNetwork;
@@ -17,6 +18,7 @@ pub use gradient::{
     network_gradient, train_gradient, train_gradient_from, GradientOutcome, GradientSettings,
     NetworkGradient, Optimizer,
 };
+pub use pooled::PooledConvNetwork;
 
 use faer::Accum;
 use rayon::prelude::*;

@@ -6,9 +6,11 @@
 mod arrangement;
 mod dense;
 pub mod fourier;
+mod max_pool;
 mod outputs;
 mod patch_sum;
 mod second_layer;
+mod window_sum;
 
 pub use arrangement::{ArrangementOperator, Layout};
 pub use dense::DenseMap;
@@ -16,9 +18,11 @@ pub use fourier::{
     coefficients_to_spectrum, filters_from_coefficients, fourier_groups, inverse_real_spectrum,
     real_spectrum, FourierFeatures,
 };
+pub use max_pool::MaxPoolWindow;
 pub use outputs::OutputBlocks;
 pub use patch_sum::PatchSum;
 pub use second_layer::SecondLayer;
+pub use window_sum::WindowSum;
 
 /// A linear map `K` from variables (length [`LinearMap::n_vars`]) to an image (length
 /// [`LinearMap::image_len`]), with its adjoint. Results must not depend on the thread count.

@@ -37,6 +37,7 @@ impl std::fmt::Display for OutputMode {
     }
 }
 
+mod avg_pool;
 pub mod burer_monteiro;
 pub mod circular;
 pub mod circular_relu;
@@ -46,9 +47,11 @@ pub mod column_generation;
 pub mod deep_linear;
 pub mod linear;
 mod linear_sdp;
+mod max_pool;
 pub mod polish;
 mod two_layer;
 
+pub use avg_pool::AvgPoolProgram;
 pub use burer_monteiro::{
     solve_shared_relu_bm, BmBound, BmFactors, BmSolution, GapKind, SharedReluProgram,
 };
@@ -62,6 +65,7 @@ pub use column_generation::{
 };
 pub use linear::{LinearNetwork, LinearPool, LinearProgram};
 pub use linear_sdp::LinearSdpSolution;
+pub use max_pool::{exact_joint_patterns, sampled_joint_patterns, JointPatterns, MaxPoolProgram};
 pub use two_layer::TwoLayerProgram;
 
 /// The checks every program's constructor shares (after its own shape checks): patterns to

@@ -161,13 +161,30 @@ pub enum ModelArg {
     Cnn3Relu,
 }
 
-/// Pooling of `--model linear-cnn`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// `--pool`: `none` and `avg` (global) for `--model linear-cnn`; `none` (the default global sum
+/// pooling), `avg:S` and `max:S` (local windows of size and stride `S`) for `--model cnn-relu`
+/// and `cnn-gated-relu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolArg {
-    /// Fully connected output over every position.
+    /// No local pooling: linear-cnn's fully connected output; the CNNs' global sum pooling.
     None,
-    /// Global average pooling, then a linear output.
+    /// Global average pooling, then a linear output (linear-cnn).
     Avg,
+    /// Local average or max pooling (`avg:S`, `max:S`).
+    Local(cvxnn::data::Pooling),
+}
+
+impl PoolArg {
+    /// Parses `none`, `avg`, `avg:S` or `max:S`.
+    pub fn parse(s: &str) -> std::result::Result<PoolArg, String> {
+        match s.trim() {
+            "none" => Ok(PoolArg::None),
+            "avg" => Ok(PoolArg::Avg),
+            t => cvxnn::data::Pooling::parse(t)
+                .map(PoolArg::Local)
+                .map_err(|_| format!("`{s}` is not none, avg, avg:S or max:S (S >= 1)")),
+        }
+    }
 }
 
 /// The data-fit term.
@@ -385,8 +402,10 @@ pub struct TrainArgs {
     /// CNN models: zero padding on every side.
     #[arg(long, default_value_t = 0)]
     pub padding: usize,
-    /// --model linear-cnn: pooling before the output layer.
-    #[arg(long, value_enum, default_value_t = PoolArg::None)]
+    /// Pooling before the output layer: none|avg for --model linear-cnn (none: fully connected,
+    /// avg: global average); none (global sum pooling), avg:S or max:S (local windows of size
+    /// and stride S; max:S with cnn-relu only) for --model cnn-relu|cnn-gated-relu.
+    #[arg(long, value_parser = PoolArg::parse, default_value = "none")]
     pub pool: PoolArg,
     /// --model linear-cnn: circular convolution with filters as long as the signal (C,L inputs
     /// with C = 1; --kernel, --stride, --padding and --pool do not apply).

@@ -3,10 +3,10 @@
 //! saving then go through the same commands as the dense models.
 
 use anyhow::{bail, Context, Result};
-use cvxnn::data::ConvShape;
+use cvxnn::data::{ConvShape, PoolKind};
 use cvxnn::estimator::{Architecture, ConvConfig};
 
-use crate::args::{ModelArg, TrainArgs};
+use crate::args::{ModelArg, PoolArg, TrainArgs};
 
 /// Parses `1,8,8` (or `1,6`) into (channels, spatial sizes).
 pub(crate) fn parse_input_shape(s: &str) -> Result<(usize, Vec<usize>)> {
@@ -48,12 +48,35 @@ pub(crate) fn conv_config(
     a: &TrainArgs,
     inferred: Option<(usize, Vec<usize>)>,
 ) -> Result<Option<ConvConfig>> {
-    conv_options(
+    let Some(mut conv) = conv_options(
         a.program.model,
         (a.input_shape.as_deref(), a.kernel.as_deref()),
         (a.stride, a.padding),
         inferred,
-    )
+    )?
+    else {
+        if a.pool != PoolArg::None {
+            bail!("invalid argument `pool`: --pool needs --model cnn-relu, cnn-gated-relu or linear-cnn");
+        }
+        return Ok(None);
+    };
+    match a.pool {
+        PoolArg::None => {}
+        PoolArg::Avg => bail!(
+            "invalid argument `pool`: the CNN models take --pool none (global sum pooling), avg:S or max:S; `avg` (global average) is for --model linear-cnn"
+        ),
+        PoolArg::Local(p) => {
+            if p.kind == PoolKind::Max && a.program.model == ModelArg::CnnGatedRelu {
+                bail!("invalid argument `pool`: max:S takes --model cnn-relu (a gated unit's maximum is not linear in its filter)");
+            }
+            // The windows must fit the convolution's output map.
+            p.windows(&conv.shape)
+                .with_context(|| format!("invalid argument `pool`: {}", p.describe()))?;
+            conv.architecture = Architecture::pooled(p.kind);
+            conv.pool = Some(p);
+        }
+    }
+    Ok(Some(conv))
 }
 
 /// [`conv_config`] from the options themselves (`train` and `path` both have them).
@@ -95,6 +118,7 @@ pub(crate) fn conv_options(
     Ok(Some(ConvConfig {
         architecture: Architecture::CnnSumPool,
         shape,
+        pool: None,
     }))
 }
 

@@ -31,6 +31,9 @@ fn parse_second(s: &str) -> Result<SecondLayerPatterns> {
 /// Trains a three-layer CNN model.
 pub(crate) fn run_train_cnn3(a: TrainArgs) -> Result<()> {
     let (d, p) = (&a.input, &a.program);
+    if a.pool != crate::args::PoolArg::None {
+        bail!("invalid argument `pool`: --model cnn3-relu takes no --pool (it sums over positions)");
+    }
     let LambdaArg::Value(lambda) = a.lambda else {
         bail!("invalid argument `lambda`: the CNN models take a number, not auto");
     };

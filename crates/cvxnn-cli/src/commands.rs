@@ -395,10 +395,18 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
             c.filter_len,
             match c.architecture {
                 Architecture::CnnSumPool => "sum pooling",
+                Architecture::CnnAvgPool => "local average pooling",
+                Architecture::CnnMaxPool => "local max pooling",
                 Architecture::TwoLayer => "dense",
             },
             c.feature_scale
         );
+        if let (Some(pool), Some(exact), Some(exact_for)) = (&c.pool, c.exact, &c.exact_for) {
+            s += &format!(
+                "  pooling      {pool}; program exact for the full architecture: {}; exact for {exact_for}\n",
+                if exact { "yes" } else { "no" }
+            );
+        }
     }
     if r.outputs > 1 {
         s += &format!(
@@ -628,13 +636,18 @@ fn run_info(a: InfoArgs) -> Result<()> {
     );
     println!("target       {}", m.target);
     match &m.conv {
-        Some(c) => println!(
-            "cnn          {}, {} filters, features divided by {:.6}, bias {}",
-            c.shape.describe(),
-            c.filters,
-            c.feature_scale,
-            m.bias
-        ),
+        Some(c) => {
+            println!(
+                "cnn          {}, {} filters, features divided by {:.6}, bias {}",
+                c.shape.describe(),
+                c.filters,
+                c.feature_scale,
+                m.bias
+            );
+            if let Some(p) = &c.pool {
+                println!("pooling      {} (window size and stride)", p.describe());
+            }
+        }
         None => println!(
             "preprocess   standardize {}  bias {}",
             m.standardize, m.bias

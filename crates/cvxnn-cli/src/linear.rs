@@ -40,6 +40,10 @@ fn arch(a: &TrainArgs) -> Result<LinearArch> {
     let pool = match a.pool {
         PoolArg::None => LinearPool::None,
         PoolArg::Avg => LinearPool::Avg,
+        PoolArg::Local(p) => bail!(
+            "invalid argument `pool`: --model linear-cnn takes --pool none|avg, not {} (local pooling needs --model cnn-relu or cnn-gated-relu)",
+            p.describe()
+        ),
     };
     Ok(LinearArch::Conv { shape, pool })
 }

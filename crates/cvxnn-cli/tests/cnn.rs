@@ -386,3 +386,105 @@ fn cnn_path_and_lambda_auto() {
     let chosen = num(&t["lambda_path"], "recommended_lambda");
     assert_eq!(num(&t, "lambda"), chosen);
 }
+
+/// The first `rows` digits as 0 vs rest (1 / 0), the bundled file only read.
+fn digits_binary_subset(dir: &TempDir, rows: usize) -> PathBuf {
+    let full = digits_binary(dir);
+    let text = std::fs::read_to_string(&full).expect("read digits");
+    let out: Vec<&str> = text.lines().take(rows + 1).collect();
+    let p = dir.join("digits01-subset.csv");
+    std::fs::write(&p, out.join("\n") + "\n").expect("write csv");
+    p
+}
+
+/// `--pool avg:2` (gated) and `--pool max:2` (ReLU) on 100 digits, 0 vs rest: the rebuilt
+/// network attains the convex objective, the report says what the program is exact for,
+/// `model.safetensors` holds `Linear(m * 9, 1)` (6x6 map, 3x3 windows), predict reproduces the
+/// training accuracy, info shows the pooling.
+#[test]
+fn cnn_local_pooling_train_predict_info() {
+    let dir = TempDir::new("cnn-pool");
+    let data = digits_binary_subset(&dir, 100);
+    for (model, pool, extra, exact) in [
+        ("cnn-gated-relu", "avg:2", "--patterns 8", true),
+        ("cnn-relu", "max:2", "--patterns 4", false),
+    ] {
+        let out_dir = dir.join(&format!("{model}-{}", &pool[..3]));
+        let out = run(
+            &format!(
+                "train --model {model} --pool {pool} --input-shape 1,8,8 --kernel 3x3 --lambda 1e-2 --tol 1e-4 --test-fraction 0 --json --quiet {extra}"
+            ),
+            &[("--data", &data), ("--out", &out_dir)],
+        );
+        let r = ok_json(&out);
+        assert_eq!(r["architecture"], format!("cnn-{}-pool", &pool[..3]), "{r}");
+        assert_eq!(r["pool"], pool);
+        assert_eq!(r["exact"], exact, "{model} {pool}: {r}");
+        assert!(r["exact_for"].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(num(&r, "dual_bound") <= num(&r, "objective"));
+        let rel =
+            (num(&r, "objective") - num(&r, "network_objective")).abs() / num(&r, "objective");
+        assert!(rel <= 1e-3, "{model} {pool}: rebuilt objective off by {rel}");
+        let meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join("model.json")).expect("model.json"),
+        )
+        .expect("json");
+        assert_eq!(meta["architecture"], format!("cnn-{}-pool", &pool[..3]));
+        assert_eq!(meta["pool"]["size"], 2);
+        let m = meta["filters"].as_u64().expect("filters") as usize;
+        assert!(m >= 1, "{meta}");
+        let shapes = tensor_shapes(&out_dir.join("model.safetensors"));
+        assert_eq!(shapes["0.weight"]["shape"], serde_json::json!([m, 1, 3, 3]));
+        assert_eq!(shapes["0.bias"]["shape"], serde_json::json!([m]));
+        assert_eq!(shapes["4.weight"]["shape"], serde_json::json!([1, m * 9]));
+        assert_eq!(shapes.get("gate.weight").is_some(), model == "cnn-gated-relu");
+        let pred = run("predict", &[("--model", &out_dir), ("--data", &data)]);
+        assert!(pred.status.success(), "{}", stderr(&pred));
+        assert_eq!(String::from_utf8_lossy(&pred.stdout).lines().count(), 101);
+        let acc = r["train"]["accuracy"].as_f64().expect("accuracy");
+        assert!(acc >= 0.9, "{model} {pool}: train accuracy {acc}");
+        assert!(
+            stderr(&pred).contains(&format!("accuracy {acc:.4}")),
+            "{}",
+            stderr(&pred)
+        );
+        let info = run("info", &[("--model", &out_dir)]);
+        let info_text = String::from_utf8_lossy(&info.stdout);
+        assert!(info_text.contains(&format!("pooling      {pool}")), "{info_text}");
+        // certify refuses the pooled models by name.
+        let c = run(
+            "certify --lambda 1e-2 --quiet",
+            &[("--model", &out_dir), ("--data", &data)],
+        );
+        assert!(!c.status.success());
+        assert!(stderr(&c).contains("`model`"), "{}", stderr(&c));
+    }
+}
+
+/// Bad `--pool` values and combinations fail naming `pool`.
+#[test]
+fn cnn_bad_pool_arguments_name_pool() {
+    let dir = TempDir::new("cnn-pool-bad");
+    let data = signals_csv(&dir);
+    for (model, words) in [
+        ("cnn-relu", "--input-shape 1,6 --kernel 3 --pool avg:0"),
+        ("cnn-relu", "--input-shape 1,6 --kernel 3 --pool mean:2"),
+        ("cnn-relu", "--input-shape 1,6 --kernel 3 --pool avg"),
+        ("cnn-relu", "--input-shape 1,6 --kernel 3 --pool avg:9"),
+        ("cnn-gated-relu", "--input-shape 1,6 --kernel 3 --pool max:2"),
+        ("linear-cnn", "--input-shape 1,6 --kernel 3 --pool avg:2"),
+        ("linear-cnn", "--input-shape 1,6 --kernel 3 --pool max:2"),
+        ("relu", "--pool avg:2"),
+    ] {
+        let out = run(
+            &format!("train --model {model} --quiet {words}"),
+            &[("--data", &data)],
+        );
+        assert!(!out.status.success(), "{model} {words} should fail");
+        assert!(
+            stderr(&out).contains("pool"),
+            "{model} {words}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::ConvShape;
+use crate::data::{ConvShape, PoolKind, Pooling};
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
-use crate::network::{ConvNetwork, RawNetwork};
+use crate::network::{ConvNetwork, PooledConvNetwork, RawNetwork};
 
 /// The architecture of a saved model (`model.json: architecture`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,12 @@ pub enum Architecture {
     /// Two-layer CNN with global sum pooling (`Conv, ReLU, AdaptiveAvgPool(1), Flatten,
     /// Linear`), DESIGN section 2.
     CnnSumPool,
+    /// Two-layer CNN with local average pooling (`Conv, ReLU, AvgPool(S), Flatten, Linear`),
+    /// [`crate::program::AvgPoolProgram`]; the window size is in [`ConvSpec::pool`].
+    CnnAvgPool,
+    /// Two-layer CNN with local max pooling (`Conv, ReLU, MaxPool(S), Flatten, Linear`),
+    /// [`crate::program::MaxPoolProgram`]; the window size is in [`ConvSpec::pool`].
+    CnnMaxPool,
 }
 
 impl Architecture {
@@ -36,6 +42,21 @@ impl Architecture {
         match self {
             Architecture::TwoLayer => "two-layer",
             Architecture::CnnSumPool => "cnn-sum-pool",
+            Architecture::CnnAvgPool => "cnn-avg-pool",
+            Architecture::CnnMaxPool => "cnn-max-pool",
+        }
+    }
+
+    /// Whether the network pools over local windows (its spec carries a [`Pooling`]).
+    pub fn is_pooled(self) -> bool {
+        matches!(self, Architecture::CnnAvgPool | Architecture::CnnMaxPool)
+    }
+
+    /// The pooled architecture of a pooling kind.
+    pub fn pooled(kind: PoolKind) -> Architecture {
+        match kind {
+            PoolKind::Avg => Architecture::CnnAvgPool,
+            PoolKind::Max => Architecture::CnnMaxPool,
         }
     }
 }
@@ -54,6 +75,8 @@ pub struct ConvConfig {
     pub architecture: Architecture,
     /// Input shape, kernel, stride, padding.
     pub shape: ConvShape,
+    /// Local pooling window (the pooled architectures; `None` for the others).
+    pub pool: Option<Pooling>,
 }
 
 /// The CNN part of `model.json` (flattened into it, as the first CNN files wrote it).
@@ -67,6 +90,9 @@ pub struct ConvSpec {
     pub filters: usize,
     /// The PyTorch modules that reproduce the predictions from `model.safetensors`.
     pub torch_modules: String,
+    /// Local pooling (the pooled architectures only; absent in sum-pool files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<Pooling>,
 }
 
 /// The CNN part of `report.json` (flattened into it).
@@ -82,6 +108,16 @@ pub struct ConvReportPart {
     pub filter_len: usize,
     /// The global feature scale.
     pub feature_scale: f64,
+    /// Local pooling, `avg:2` (pooled architectures only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Pooled architectures: whether the solved program is exact for the full architecture
+    /// (every filter feeding every window) with the patterns used; see `exact_for`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<bool>,
+    /// Pooled architectures: the networks the solved program is exact for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_for: Option<String>,
 }
 
 /// A trained network on raw features (preprocessing folded in), output in target units.
@@ -89,8 +125,11 @@ pub struct ConvReportPart {
 pub enum ModelNetwork {
     /// Fully connected ([`Architecture::TwoLayer`]).
     Dense(RawNetwork),
-    /// Convolutional (every CNN architecture).
+    /// Convolutional with global sum pooling ([`Architecture::CnnSumPool`]).
     Conv(ConvNetwork),
+    /// Convolutional with local average or max pooling ([`Architecture::CnnAvgPool`],
+    /// [`Architecture::CnnMaxPool`]).
+    Pooled(PooledConvNetwork),
 }
 
 impl ModelNetwork {
@@ -99,6 +138,7 @@ impl ModelNetwork {
         match self {
             ModelNetwork::Dense(n) => n.forward(raw),
             ModelNetwork::Conv(n) => n.forward(raw),
+            ModelNetwork::Pooled(n) => n.forward(raw),
         }
     }
 
@@ -107,6 +147,7 @@ impl ModelNetwork {
         match self {
             ModelNetwork::Dense(n) => n.w1.nrows(),
             ModelNetwork::Conv(n) => n.filters(),
+            ModelNetwork::Pooled(n) => n.filters(),
         }
     }
 
@@ -115,6 +156,8 @@ impl ModelNetwork {
         match self {
             ModelNetwork::Dense(n) => n.outputs,
             ModelNetwork::Conv(n) => n.net.outputs,
+            // One output: the Linear layer maps the `m a` pooled values to one score.
+            ModelNetwork::Pooled(_) => 1,
         }
     }
 
@@ -123,6 +166,7 @@ impl ModelNetwork {
         match self {
             ModelNetwork::Dense(n) => n.w1.ncols(),
             ModelNetwork::Conv(n) => n.shape.input_len(),
+            ModelNetwork::Pooled(n) => n.shape.input_len(),
         }
     }
 
@@ -130,7 +174,7 @@ impl ModelNetwork {
     pub fn dense(&self) -> Option<&RawNetwork> {
         match self {
             ModelNetwork::Dense(n) => Some(n),
-            ModelNetwork::Conv(_) => None,
+            _ => None,
         }
     }
 
@@ -138,7 +182,24 @@ impl ModelNetwork {
     pub fn conv(&self) -> Option<&ConvNetwork> {
         match self {
             ModelNetwork::Conv(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The locally pooled CNN (`None` for the others).
+    pub fn pooled(&self) -> Option<&PooledConvNetwork> {
+        match self {
+            ModelNetwork::Pooled(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The PyTorch modules that reproduce the predictions (CNNs; `None` for dense).
+    pub fn torch_modules(&self) -> Option<String> {
+        match self {
             ModelNetwork::Dense(_) => None,
+            ModelNetwork::Conv(n) => Some(n.torch_modules()),
+            ModelNetwork::Pooled(n) => Some(n.torch_modules()),
         }
     }
 
@@ -147,6 +208,7 @@ impl ModelNetwork {
         match self {
             ModelNetwork::Dense(n) => n.save(path),
             ModelNetwork::Conv(n) => n.save(path),
+            ModelNetwork::Pooled(n) => n.save(path),
         }
     }
 
@@ -167,6 +229,20 @@ impl ModelNetwork {
                 bias,
                 gated,
             )?)),
+            (Architecture::CnnAvgPool | Architecture::CnnMaxPool, Some(spec)) => {
+                let pool = spec.pool.ok_or_else(|| CvxnnError::Model {
+                    path: path.into(),
+                    message: "a pooled CNN model needs its `pool` in model.json".into(),
+                })?;
+                let net = PooledConvNetwork::load(path, &spec.shape, bias, gated, pool)?;
+                if Architecture::pooled(pool.kind) != architecture {
+                    return Err(CvxnnError::Model {
+                        path: path.into(),
+                        message: format!("a {architecture} model with pooling {}", pool.describe()),
+                    });
+                }
+                Ok(ModelNetwork::Pooled(net))
+            }
             (a, None) => Err(CvxnnError::Model {
                 path: path.into(),
                 message: format!("a {a} model needs its `shape` and `feature_scale` in model.json"),

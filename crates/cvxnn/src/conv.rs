@@ -16,7 +16,7 @@
 
 use crate::architecture::{Architecture, ConvConfig, ConvReportPart, ConvSpec, ModelNetwork};
 use crate::data::{
-    encode_target, patches, train_test_split, EncodedTarget, Standardizer, Table, Task,
+    encode_target, patches, PoolKind, Pooling, train_test_split, EncodedTarget, Standardizer, Table, Task,
 };
 use crate::error::{CvxnnError, Result};
 use crate::estimator::{
@@ -25,9 +25,11 @@ use crate::estimator::{
     TrainingData,
 };
 use crate::linalg::Matrix;
-use crate::network::{ConvNetwork, Network};
+use crate::network::{ConvNetwork, Network, PooledConvNetwork};
 use crate::patterns::{sample_patterns, Masks, PatternSet};
-use crate::program::{ConvProgram, ModelKind, OutputMode};
+use crate::program::{
+    AvgPoolProgram, ConvProgram, JointPatterns, MaxPoolProgram, ModelKind, OutputMode,
+};
 use crate::solver::{relative_gap, Precision, Progress, Solution, Status};
 
 /// Sampled gates of [`PatternSource::Auto`] for the CNN models (column generation prices dense
@@ -92,11 +94,15 @@ fn check_config(cfg: &TrainConfig, decompose: bool) -> Result<()> {
 /// A solved CNN program: the solver's solution and the rebuilt network on the scaled features.
 struct ConvSolve {
     solution: Solution,
-    network: ConvNetwork,
+    /// [`ModelNetwork::Conv`] or [`ModelNetwork::Pooled`], on the scaled features.
+    network: ModelNetwork,
     patterns: usize,
     patches: usize,
     filter_len: usize,
     network_objective: f64,
+    /// Pooled architectures: whether the program is exact for the full architecture, and what
+    /// it is exact for in words.
+    exact: Option<(bool, String)>,
 }
 
 /// Builds and solves `conv`'s program on the scaled training features `x` (`n x C*H*W`) with
@@ -133,18 +139,162 @@ fn solve_conv(
             let network_objective = network.objective_patches(&xs, y, loss, cfg.lambda)?;
             Ok(ConvSolve {
                 solution,
-                network,
+                network: ModelNetwork::Conv(network),
                 patterns: masks.len(),
                 patches: k,
                 filter_len: xs.ncols(),
                 network_objective,
+                exact: None,
             })
+        }
+        Architecture::CnnAvgPool | Architecture::CnnMaxPool => {
+            solve_pooled(conv, cfg, x, y, outputs, loss, progress)
         }
         other => Err(CvxnnError::arg(
             "model",
             format!("{other} is not a convolutional architecture"),
         )),
     }
+}
+
+/// The pooled arms of [`solve_conv`]: [`AvgPoolProgram`] (ReLU or gated ReLU) or
+/// [`MaxPoolProgram`] (ReLU) over the windows of `conv.pool`, one output.
+#[allow(clippy::too_many_arguments)]
+fn solve_pooled(
+    conv: &ConvConfig,
+    cfg: &TrainConfig,
+    x: &Matrix,
+    y: &[f64],
+    outputs: usize,
+    loss: crate::loss::LossKind,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ConvSolve> {
+    let Some(pool) = conv.pool else {
+        return Err(CvxnnError::arg(
+            "pool",
+            format!("a {} model needs a pooling window", conv.architecture),
+        ));
+    };
+    if Architecture::pooled(pool.kind) != conv.architecture {
+        return Err(CvxnnError::arg(
+            "pool",
+            format!("{} does not match {}", pool.describe(), conv.architecture),
+        ));
+    }
+    if outputs != 1 {
+        return Err(CvxnnError::arg(
+            "pool",
+            "the locally pooled CNNs take one output (regression or binary classification)",
+        ));
+    }
+    if pool.kind == PoolKind::Max && cfg.model == ModelKind::GatedRelu {
+        return Err(CvxnnError::arg(
+            "pool",
+            "max:S takes --model cnn-relu (a gated unit's maximum is not linear in its filter)",
+        ));
+    }
+    if matches!(cfg.patterns, PatternSource::Auto { .. }) && pool.kind == PoolKind::Max {
+        return Err(CvxnnError::arg(
+            "patterns",
+            "max:S takes --patterns N or exact",
+        ));
+    }
+    let windows = pool.windows(&conv.shape)?;
+    let xs = patches(x, &conv.shape, cfg.bias)?;
+    let k = conv.shape.n_patches();
+    let (solution, network, patterns) = match pool.kind {
+        PoolKind::Avg => {
+            let (masks, gates) = conv_patterns(&cfg.patterns, &xs, cfg.seed)?;
+            let program = AvgPoolProgram::new(
+                &xs, k, &windows, y, &masks, loss, cfg.model, cfg.lambda,
+            )?;
+            let solution = program.solve(&cfg.solver, None, progress)?;
+            let gates_ref = (cfg.model == ModelKind::GatedRelu)
+                .then_some(gates.as_ref())
+                .flatten();
+            let network = PooledConvNetwork::from_convex(
+                cfg.model,
+                conv.shape.clone(),
+                cfg.bias,
+                pool,
+                &solution.x,
+                gates_ref,
+            )?;
+            (solution, network, masks.len())
+        }
+        PoolKind::Max => {
+            let gates;
+            let joint = match &cfg.patterns {
+                PatternSource::Sample(p) => {
+                    gates = sample_patterns(&xs, *p, cfg.seed)?.gates;
+                    JointPatterns::Gates(&gates)
+                }
+                PatternSource::Exact { max_patterns } => JointPatterns::Exact(*max_patterns),
+                _ => {
+                    return Err(CvxnnError::arg(
+                        "patterns",
+                        "the CNN models take --patterns N or exact",
+                    ))
+                }
+            };
+            let program = MaxPoolProgram::new(&xs, k, &windows, y, joint, loss, cfg.lambda)?;
+            let solution = program.solve(&cfg.solver, None, progress)?;
+            let network = PooledConvNetwork::from_window_blocks(
+                conv.shape.clone(),
+                cfg.bias,
+                pool,
+                &program.blocks(&solution.x),
+            )?;
+            let total = program.patterns_per_window().iter().sum();
+            (solution, network, total)
+        }
+    };
+    let network_objective = network.objective_patches(&xs, y, loss, cfg.lambda)?;
+    let exhaustive = matches!(cfg.patterns, PatternSource::Exact { .. });
+    Ok(ConvSolve {
+        solution,
+        network: ModelNetwork::Pooled(network),
+        patterns,
+        patches: k,
+        filter_len: xs.ncols(),
+        network_objective,
+        exact: Some(exactness(cfg.model, pool, windows.len(), exhaustive)),
+    })
+}
+
+/// What a pooled program is exact for (docs/theory.md): (exact for the full architecture with
+/// these patterns, the networks it is exact for in words). Sampled patterns make every case
+/// exact only for the networks whose activation patterns are among the sampled ones.
+fn exactness(model: ModelKind, pool: Pooling, windows: usize, exact_patterns: bool) -> (bool, String) {
+    let (full, words) = match (pool.kind, model) {
+        (PoolKind::Avg, ModelKind::GatedRelu) => (
+            true,
+            "gated ReLU networks whose gates are the sampled ones (nuclear-norm program)",
+        ),
+        (PoolKind::Avg, ModelKind::Relu) if windows == 1 => {
+            (true, "every ReLU network (one window: global average pooling)")
+        }
+        (PoolKind::Max, _) if windows == 1 => (
+            true,
+            "every ReLU network (one window: global max pooling, joint activation/argmax patterns)",
+        ),
+        (PoolKind::Avg, ModelKind::Relu) => (
+            false,
+            "ReLU networks whose filters each feed one window (per-window group L2); an upper bound for filters feeding every window",
+        ),
+        (PoolKind::Max, _) => (
+            false,
+            "ReLU networks whose filters each feed one window (joint activation/argmax patterns); an upper bound for filters feeding every window",
+        ),
+    };
+    // The gated program is exact for its gates whatever the patterns; ReLU needs all of them.
+    let full = full && (exact_patterns || model == ModelKind::GatedRelu);
+    let words = if exact_patterns || model == ModelKind::GatedRelu {
+        words.to_string()
+    } else {
+        format!("{words}, restricted to the sampled activation patterns")
+    };
+    (full, words)
 }
 
 /// The masks (and sampled gates) of a pattern source on the patch matrix `xs`.
@@ -190,7 +340,30 @@ pub(crate) fn scaled(x: &Matrix, scale: f64) -> Matrix {
 /// The network on raw features: the feature scale folded into the filters (not the bias entry)
 /// and gates, the target scale into the output weights.
 fn fold_scales(net: &ConvNetwork, feature_scale: f64, target_scale: f64) -> ConvNetwork {
-    let h = net.shape.patch_len();
+    ConvNetwork {
+        shape: net.shape.clone(),
+        bias: net.bias,
+        net: fold_network(&net.net, net.shape.patch_len(), feature_scale, target_scale),
+    }
+}
+
+/// [`fold_scales`] for any CNN of [`ModelNetwork`].
+fn fold_model(net: &ModelNetwork, feature_scale: f64, target_scale: f64) -> ModelNetwork {
+    match net {
+        ModelNetwork::Pooled(p) => ModelNetwork::Pooled(PooledConvNetwork {
+            shape: p.shape.clone(),
+            bias: p.bias,
+            pool: p.pool,
+            net: fold_network(&p.net, p.shape.patch_len(), feature_scale, target_scale),
+        }),
+        ModelNetwork::Conv(c) => ModelNetwork::Conv(fold_scales(c, feature_scale, target_scale)),
+        ModelNetwork::Dense(d) => ModelNetwork::Dense(d.clone()),
+    }
+}
+
+/// The filter part (first `h` entries) of the hidden weights and gates divided by
+/// `feature_scale`, the output weights times `target_scale`.
+fn fold_network(net: &Network, h: usize, feature_scale: f64, target_scale: f64) -> Network {
     let fold = |m: &Matrix| {
         let mut m = m.clone();
         for j in 0..m.ncols() {
@@ -200,15 +373,11 @@ fn fold_scales(net: &ConvNetwork, feature_scale: f64, target_scale: f64) -> Conv
         }
         m
     };
-    ConvNetwork {
-        shape: net.shape.clone(),
-        bias: net.bias,
-        net: Network {
-            hidden: fold(&net.net.hidden),
-            alpha: net.net.alpha.iter().map(|a| a * target_scale).collect(),
-            outputs: net.net.outputs,
-            gates: net.net.gates.as_ref().map(fold),
-        },
+    Network {
+        hidden: fold(&net.hidden),
+        alpha: net.alpha.iter().map(|a| a * target_scale).collect(),
+        outputs: net.outputs,
+        gates: net.gates.as_ref().map(fold),
     }
 }
 
@@ -276,7 +445,7 @@ fn finish(
     start: std::time::Instant,
 ) -> Result<TrainOutput> {
     let sol = &solved.solution;
-    let raw = fold_scales(&solved.network, scale, data.target_scale);
+    let raw = fold_model(&solved.network, scale, data.target_scale);
     let status = if relative_gap(sol.objective, sol.dual_bound) <= cfg.solver.tol
         && sol.violation <= cfg.solver.tol
     {
@@ -295,7 +464,7 @@ fn finish(
         lambda: cfg.lambda,
         seed: cfg.seed,
         patterns: solved.patterns,
-        neurons: raw.filters(),
+        neurons: raw.neurons(),
         feature_names: table.feature_names.clone(),
         target: table.target_name.clone(),
         standardizer: Standardizer {
@@ -309,13 +478,14 @@ fn finish(
         conv: Some(ConvSpec {
             shape: conv.shape.clone(),
             feature_scale: scale,
-            filters: raw.filters(),
-            torch_modules: raw.torch_modules(),
+            filters: raw.neurons(),
+            torch_modules: raw.torch_modules().unwrap_or_default(),
+            pool: conv.pool,
         }),
     };
     let model = TrainedModel {
         meta,
-        network: ModelNetwork::Conv(raw),
+        network: raw,
     };
     let train = model.metrics(&data.x_train_raw, &table.target.select(&data.train_idx))?;
     let test = if data.test_idx.is_empty() {
@@ -334,7 +504,7 @@ fn finish(
         status,
         iterations: sol.iterations,
         seconds: start.elapsed().as_secs_f64(),
-        neurons: solved.network.filters(),
+        neurons: solved.network.neurons(),
         patterns: solved.patterns,
         lambda: cfg.lambda,
         model: cfg.model,
@@ -365,12 +535,21 @@ fn finish(
             patches: solved.patches,
             filter_len: solved.filter_len,
             feature_scale: scale,
+            pool: conv.pool.map(|p| p.describe()),
+            exact: solved.exact.as_ref().map(|e| e.0),
+            exact_for: solved.exact.as_ref().map(|e| e.1.clone()),
         }),
     };
     Ok(TrainOutput {
         model,
         report,
-        network: solved.network.net,
+        network: match solved.network {
+            ModelNetwork::Conv(n) => n.net,
+            ModelNetwork::Pooled(n) => n.net,
+            ModelNetwork::Dense(_) => {
+                return Err(CvxnnError::arg("model", "a dense network in the CNN pipeline"))
+            }
+        },
         decomposed: None,
     })
 }
@@ -412,6 +591,12 @@ pub(crate) fn path_solves(
     events: &mut dyn FnMut(ConvPathEvent<'_>) -> Result<()>,
 ) -> Result<ConvPathInfo> {
     check_config(cfg, false)?;
+    if conv.architecture != Architecture::CnnSumPool {
+        return Err(CvxnnError::arg(
+            "pool",
+            format!("the path runs the sum-pool CNN only, not {}", conv.architecture),
+        ));
+    }
     if table.features.ncols() != conv.shape.input_len() {
         return Err(CvxnnError::arg(
             "input-shape",
@@ -503,11 +688,12 @@ pub(crate) fn path_solves(
         };
         let solved = ConvSolve {
             solution,
-            network,
+            network: ModelNetwork::Conv(network),
             patterns: masks.len(),
             patches: k,
             filter_len: xs.ncols(),
             network_objective,
+            exact: None,
         };
         let out = finish(table, &at, conv, &data, scale, solved, start)?;
         events(ConvPathEvent::Done {
@@ -574,6 +760,15 @@ pub fn certify(
     }
     cfg.solver.validate()?;
     let meta = &model.meta;
+    if meta.architecture.is_pooled() {
+        return Err(CvxnnError::arg(
+            "model",
+            format!(
+                "certify does not take {} models yet (their report's `exact`/`exact_for` say what the training program certifies)",
+                meta.architecture
+            ),
+        ));
+    }
     let (Some(spec), Some(net)) = (&meta.conv, model.network.conv()) else {
         return Err(CvxnnError::arg("model", "not a CNN model"));
     };
@@ -767,6 +962,7 @@ mod tests {
                 feature_scale: 1.0,
                 filters: m,
                 torch_modules: network.torch_modules(),
+                pool: None,
             }),
         };
         let model = TrainedModel {

@@ -295,6 +295,7 @@ fn multiclass_cnn_check(model: ModelKind, tol: f64, iters: usize, identity: bool
             conv: Some(ConvConfig {
                 architecture: Architecture::CnnSumPool,
                 shape: shape.clone(),
+                pool: None,
             }),
             ..TrainConfig::default()
         };

@@ -9,6 +9,7 @@ mod decompose;
 mod export;
 mod gradient;
 mod pooled;
+mod pooled_export;
 
 pub use cnn3::Cnn3Network;
 pub use conv::ConvNetwork;

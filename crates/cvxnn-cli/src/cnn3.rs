@@ -32,7 +32,9 @@ fn parse_second(s: &str) -> Result<SecondLayerPatterns> {
 pub(crate) fn run_train_cnn3(a: TrainArgs) -> Result<()> {
     let (d, p) = (&a.input, &a.program);
     if a.pool != crate::args::PoolArg::None {
-        bail!("invalid argument `pool`: --model cnn3-relu takes no --pool (it sums over positions)");
+        bail!(
+            "invalid argument `pool`: --model cnn3-relu takes no --pool (it sums over positions)"
+        );
     }
     let LambdaArg::Value(lambda) = a.lambda else {
         bail!("invalid argument `lambda`: the CNN models take a number, not auto");

@@ -406,17 +406,19 @@ fn cnn_local_pooling_train_predict_info() {
     let dir = TempDir::new("cnn-pool");
     let data = digits_binary_subset(&dir, 100);
     for (model, pool, extra, exact) in [
-        ("cnn-gated-relu", "avg:2", "--patterns 8", true),
-        ("cnn-relu", "max:2", "--patterns 4", false),
+        ("cnn-gated-relu", "avg:2", "--patterns 8 --tol 1e-4", true),
+        // The augmented Lagrangian needs ~11k iterations (4 s) at 1e-3, ~50k at 1e-4.
+        ("cnn-relu", "max:2", "--patterns 4 --tol 1e-3", false),
     ] {
         let out_dir = dir.join(&format!("{model}-{}", &pool[..3]));
         let out = run(
             &format!(
-                "train --model {model} --pool {pool} --input-shape 1,8,8 --kernel 3x3 --lambda 1e-2 --tol 1e-4 --test-fraction 0 --json --quiet {extra}"
+                "train --model {model} --pool {pool} --input-shape 1,8,8 --kernel 3x3 --lambda 1e-2 --test-fraction 0 --json --quiet {extra}"
             ),
             &[("--data", &data), ("--out", &out_dir)],
         );
         let r = ok_json(&out);
+        assert_eq!(r["status"], "converged", "{model} {pool}: {r}");
         assert_eq!(r["architecture"], format!("cnn-{}-pool", &pool[..3]), "{r}");
         assert_eq!(r["pool"], pool);
         assert_eq!(r["exact"], exact, "{model} {pool}: {r}");
@@ -424,7 +426,10 @@ fn cnn_local_pooling_train_predict_info() {
         assert!(num(&r, "dual_bound") <= num(&r, "objective"));
         let rel =
             (num(&r, "objective") - num(&r, "network_objective")).abs() / num(&r, "objective");
-        assert!(rel <= 1e-3, "{model} {pool}: rebuilt objective off by {rel}");
+        assert!(
+            rel <= 1e-5,
+            "{model} {pool}: rebuilt objective off by {rel}"
+        );
         let meta: Value = serde_json::from_str(
             &std::fs::read_to_string(out_dir.join("model.json")).expect("model.json"),
         )
@@ -437,7 +442,10 @@ fn cnn_local_pooling_train_predict_info() {
         assert_eq!(shapes["0.weight"]["shape"], serde_json::json!([m, 1, 3, 3]));
         assert_eq!(shapes["0.bias"]["shape"], serde_json::json!([m]));
         assert_eq!(shapes["4.weight"]["shape"], serde_json::json!([1, m * 9]));
-        assert_eq!(shapes.get("gate.weight").is_some(), model == "cnn-gated-relu");
+        assert_eq!(
+            shapes.get("gate.weight").is_some(),
+            model == "cnn-gated-relu"
+        );
         let pred = run("predict", &[("--model", &out_dir), ("--data", &data)]);
         assert!(pred.status.success(), "{}", stderr(&pred));
         assert_eq!(String::from_utf8_lossy(&pred.stdout).lines().count(), 101);
@@ -450,7 +458,10 @@ fn cnn_local_pooling_train_predict_info() {
         );
         let info = run("info", &[("--model", &out_dir)]);
         let info_text = String::from_utf8_lossy(&info.stdout);
-        assert!(info_text.contains(&format!("pooling      {pool}")), "{info_text}");
+        assert!(
+            info_text.contains(&format!("pooling      {pool}")),
+            "{info_text}"
+        );
         // certify refuses the pooled models by name.
         let c = run(
             "certify --lambda 1e-2 --quiet",
@@ -471,7 +482,10 @@ fn cnn_bad_pool_arguments_name_pool() {
         ("cnn-relu", "--input-shape 1,6 --kernel 3 --pool mean:2"),
         ("cnn-relu", "--input-shape 1,6 --kernel 3 --pool avg"),
         ("cnn-relu", "--input-shape 1,6 --kernel 3 --pool avg:9"),
-        ("cnn-gated-relu", "--input-shape 1,6 --kernel 3 --pool max:2"),
+        (
+            "cnn-gated-relu",
+            "--input-shape 1,6 --kernel 3 --pool max:2",
+        ),
         ("linear-cnn", "--input-shape 1,6 --kernel 3 --pool avg:2"),
         ("linear-cnn", "--input-shape 1,6 --kernel 3 --pool max:2"),
         ("relu", "--pool avg:2"),

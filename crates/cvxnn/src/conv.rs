@@ -16,7 +16,8 @@
 
 use crate::architecture::{Architecture, ConvConfig, ConvReportPart, ConvSpec, ModelNetwork};
 use crate::data::{
-    encode_target, patches, PoolKind, Pooling, train_test_split, EncodedTarget, Standardizer, Table, Task,
+    encode_target, patches, train_test_split, EncodedTarget, PoolKind, Pooling, Standardizer,
+    Table, Task,
 };
 use crate::error::{CvxnnError, Result};
 use crate::estimator::{
@@ -205,9 +206,8 @@ fn solve_pooled(
     let (solution, network, patterns) = match pool.kind {
         PoolKind::Avg => {
             let (masks, gates) = conv_patterns(&cfg.patterns, &xs, cfg.seed)?;
-            let program = AvgPoolProgram::new(
-                &xs, k, &windows, y, &masks, loss, cfg.model, cfg.lambda,
-            )?;
+            let program =
+                AvgPoolProgram::new(&xs, k, &windows, y, &masks, loss, cfg.model, cfg.lambda)?;
             let solution = program.solve(&cfg.solver, None, progress)?;
             let gates_ref = (cfg.model == ModelKind::GatedRelu)
                 .then_some(gates.as_ref())
@@ -265,7 +265,12 @@ fn solve_pooled(
 /// What a pooled program is exact for (docs/theory.md): (exact for the full architecture with
 /// these patterns, the networks it is exact for in words). Sampled patterns make every case
 /// exact only for the networks whose activation patterns are among the sampled ones.
-fn exactness(model: ModelKind, pool: Pooling, windows: usize, exact_patterns: bool) -> (bool, String) {
+fn exactness(
+    model: ModelKind,
+    pool: Pooling,
+    windows: usize,
+    exact_patterns: bool,
+) -> (bool, String) {
     let (full, words) = match (pool.kind, model) {
         (PoolKind::Avg, ModelKind::GatedRelu) => (
             true,
@@ -483,10 +488,7 @@ fn finish(
             pool: conv.pool,
         }),
     };
-    let model = TrainedModel {
-        meta,
-        network: raw,
-    };
+    let model = TrainedModel { meta, network: raw };
     let train = model.metrics(&data.x_train_raw, &table.target.select(&data.train_idx))?;
     let test = if data.test_idx.is_empty() {
         None
@@ -547,7 +549,10 @@ fn finish(
             ModelNetwork::Conv(n) => n.net,
             ModelNetwork::Pooled(n) => n.net,
             ModelNetwork::Dense(_) => {
-                return Err(CvxnnError::arg("model", "a dense network in the CNN pipeline"))
+                return Err(CvxnnError::arg(
+                    "model",
+                    "a dense network in the CNN pipeline",
+                ))
             }
         },
         decomposed: None,
@@ -594,7 +599,10 @@ pub(crate) fn path_solves(
     if conv.architecture != Architecture::CnnSumPool {
         return Err(CvxnnError::arg(
             "pool",
-            format!("the path runs the sum-pool CNN only, not {}", conv.architecture),
+            format!(
+                "the path runs the sum-pool CNN only, not {}",
+                conv.architecture
+            ),
         ));
     }
     if table.features.ncols() != conv.shape.input_len() {

@@ -65,7 +65,12 @@ impl PooledConvNetwork {
         };
         let (w, b) = filters(&self.net.hidden);
         // `alpha` is neuron-major (`alpha[j * a + w]`), exactly the Flatten order.
-        let out: Vec<u8> = self.net.alpha.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let out: Vec<u8> = self
+            .net
+            .alpha
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let mut tensors = vec![("0.weight", conv_shape.clone(), w)];
         if self.bias {
             tensors.push(("0.bias", vec![m], b));

@@ -46,6 +46,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 import struct
 import subprocess
@@ -61,8 +62,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_CASES = [
     "binary|--model cnn-gated-relu --patterns 50",
-    "binary|--model cnn-relu --patterns 50 --max-iter 30000",
-    "multiclass|--model cnn-gated-relu --patterns 50",
+    "binary|--model cnn-relu --patterns 20 --stride 2 --max-iter 5000",
+    "multiclass|--model cnn-gated-relu --patterns 20 --stride 2 --tol 1e-5",
 ]
 
 
@@ -98,13 +99,13 @@ def read_safetensors(path: Path) -> dict:
     return out
 
 
-def forward(x, w, b, head, gate_w=None, gate_b=None):
+def forward(x, w, b, head, gate_w=None, gate_b=None, stride=1):
     """Conv (1 channel in, 8x8) -> (gated) ReLU -> sum pooling -> head (c, m)."""
-    pre = torch.nn.functional.conv2d(x, w, b)
+    pre = torch.nn.functional.conv2d(x, w, b, stride=stride)
     if gate_w is None:
         act = torch.relu(pre)
     else:
-        act = (torch.nn.functional.conv2d(x, gate_w, gate_b) >= 0).to(pre.dtype) * pre
+        act = (torch.nn.functional.conv2d(x, gate_w, gate_b, stride=stride) >= 0).to(pre.dtype) * pre
     pooled = act.sum(dim=(2, 3))
     return pooled @ head.T
 
@@ -155,7 +156,7 @@ def run_cvxnn(args, case_args, task, train_csv, test_csv, work):
             "weights": read_safetensors(out / "model.safetensors"), "pred": pred_labels}
 
 
-def crosscheck(res, x_train, y_train, task, lam):
+def crosscheck(res, x_train, y_train, task, lam, stride):
     """Objective of cvxnn's saved network, recomputed here on the scaled features."""
     wts, meta = res["weights"], res["meta"]
     s = meta["feature_scale"]
@@ -170,11 +171,11 @@ def crosscheck(res, x_train, y_train, task, lam):
     gb = wts.get("gate.bias")
     if gw is not None:
         gw = gw * s
-    z = forward(x_train, w, b, head, gw, gb)
+    z = forward(x_train, w, b, head, gw, gb, stride)
     return objective(z, y_train, task, lam, w, b, head).item()
 
 
-def adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, target_obj):
+def adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, target_obj, stride):
     runs = []
     torch.set_num_threads(args.threads)
     for width in sorted({max(m, 1) * k for k in args.width_factors}):
@@ -192,7 +193,7 @@ def adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, target_obj):
             reached, best, final = None, float("inf"), float("inf")
             for epoch in range(args.epochs):
                 opt.zero_grad()
-                f = objective(forward(x_tr, w, b, head), y_tr, task, args.lam, w, b, head)
+                f = objective(forward(x_tr, w, b, head, stride=stride), y_tr, task, args.lam, w, b, head)
                 f.backward()
                 opt.step()
                 val = f.item()
@@ -203,8 +204,8 @@ def adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, target_obj):
                     reached = time.perf_counter() - t0
             secs = time.perf_counter() - t0
             with torch.no_grad():
-                final = objective(forward(x_tr, w, b, head), y_tr, task, args.lam, w, b, head).item()
-                acc = accuracy(forward(x_te, w, b, head), y_te, task)
+                final = objective(forward(x_tr, w, b, head, stride=stride), y_tr, task, args.lam, w, b, head).item()
+                acc = accuracy(forward(x_te, w, b, head, stride=stride), y_te, task)
             runs.append({"width": width, "lr": lr, "final": final, "best": best,
                          "seconds": secs, "test_acc": acc, "reached_cvxnn_s": reached})
     return runs
@@ -273,7 +274,8 @@ def main():
                 print(res["error"], file=sys.stderr)
                 continue
             rep = res["report"]
-            ours = crosscheck(res, x_tr, y_tr, task, args.lam)
+            stride = int(re.search(r"--stride\s+(\d+)", case_args).group(1)) if "--stride" in case_args else 1
+            ours = crosscheck(res, x_tr, y_tr, task, args.lam, stride)
             rel = abs(ours - rep["network_objective"]) / abs(rep["network_objective"])
             entry["crosscheck"] = {"torch": ours, "cvxnn": rep["network_objective"], "rel": rel}
             if not rel <= args.crosscheck_rtol:
@@ -290,7 +292,7 @@ def main():
                 f"| {task} | cvxnn `{case_args}` ({rep['status']}) | {m} | "
                 f"{rep['network_objective']:.5e} | {rep['relative_gap']:.1e} | {acc:.4f} | "
                 f"{res['wall']:.1f} | - |")
-            runs = adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, rep["network_objective"])
+            runs = adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, rep["network_objective"], stride)
             entry["adam"] = runs
             for r in runs:
                 reached = f"{r['reached_cvxnn_s']:.1f}" if r["reached_cvxnn_s"] is not None else "never"

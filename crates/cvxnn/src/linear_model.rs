@@ -886,7 +886,7 @@ mod tests {
     fn circular_export_matches_a_hand_written_torch_forward() {
         for len in [4usize, 5] {
             let (n, m, c) = (3, 2, 2);
-            let x = Matrix::from_fn(n, len, |i, j| ((1.3 * i as f64 + 0.7 * j as f64).sin()));
+            let x = Matrix::from_fn(n, len, |i, j| (1.3 * i as f64 + 0.7 * j as f64).sin());
             let net = LinearNetwork {
                 filters: Matrix::from_fn(m, len, |i, j| (0.9 * i as f64 - 0.4 * j as f64).cos()),
                 readout: Matrix::from_fn(c, m * len, |i, j| {

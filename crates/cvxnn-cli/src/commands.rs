@@ -566,6 +566,9 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     if cvxnn::conv_circular::is_circular_model(&a.model) {
         return crate::circular::run_predict_circular(a);
     }
+    if cvxnn::linear_model::is_linear_model(&a.model) {
+        return crate::linear::run_predict_linear(a);
+    }
     if cvxnn::conv3::is_cnn3_model(&a.model) {
         return crate::cnn3::run_predict_cnn3(a);
     }
@@ -614,6 +617,9 @@ pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
 }
 
 fn run_info(a: InfoArgs) -> Result<()> {
+    if cvxnn::linear_model::is_linear_model(&a.model) {
+        return crate::linear::run_info_linear(&a);
+    }
     refuse_circular(&a.model, "info")?;
     let model = TrainedModel::load(&a.model)?;
     let m = &model.meta;
@@ -693,6 +699,13 @@ fn conic_status_name(s: cvxnn::solver::conic::ConicStatus) -> String {
 
 fn run_certify(a: CertifyArgs) -> Result<()> {
     let model_path = a.model.as_path();
+    if cvxnn::linear_model::is_linear_model(model_path)
+        || model_path
+            .parent()
+            .is_some_and(cvxnn::linear_model::is_linear_model)
+    {
+        return crate::linear::run_certify_linear(&a);
+    }
     // A model directory, or the model.safetensors inside one, brings its preprocessing.
     let dir = if model_path.is_dir() {
         Some(model_path.to_path_buf())

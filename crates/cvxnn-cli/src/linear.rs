@@ -3,14 +3,22 @@
 
 use anyhow::{bail, Context, Result};
 use cvxnn::data::{read_table, ConvShape};
-use cvxnn::linear_model::{save, train, LinearArch, LinearSolver, LinearTrainConfig};
+use std::io::Write;
+
+use cvxnn::data::read_features;
+use cvxnn::linear_model::{train_model, LinearArch, LinearModel, LinearSolver, LinearTrainConfig};
 use cvxnn::program::LinearPool;
 use cvxnn::solver::conic::ConicSettings;
 use cvxnn::solver::SolverSettings;
 
-use crate::args::{LambdaArg, ModelArg, PatternsArg, PoolArg, PrecisionArg, SolverArg, TrainArgs};
+use crate::args::{
+    CertifyArgs, InfoArgs, LambdaArg, ModelArg, PatternsArg, PoolArg, PrecisionArg, PredictArgs,
+    SolverArg, TrainArgs,
+};
 use crate::cnn::{parse_input_shape, parse_kernel};
-use crate::commands::{loss_arg, metrics_line, refuse_occupied_out, task_arg};
+use crate::commands::{
+    confusion_lines, csv_cell, loss_arg, metrics_line, refuse_occupied_out, task_arg, write_file,
+};
 use crate::progress::SolveProgress;
 
 fn arch(a: &TrainArgs) -> Result<LinearArch> {
@@ -88,12 +96,12 @@ pub(crate) fn run_train_linear(a: TrainArgs) -> Result<()> {
         conic: ConicSettings::default(),
     };
     let mut progress = SolveProgress::new(a.quiet);
-    let out = train(&table, &cfg, &mut |pr| progress.update(pr));
+    let out = train_model(&table, &cfg, &mut |pr| progress.update(pr));
     progress.finish();
-    let (net, r) = out?;
-    let mut module = None;
+    let (model, r) = out?;
     if let Some(dir) = &a.out {
-        module = save(dir, &cfg, &net, &r)
+        model
+            .save(dir, Some(&r), a.force)
             .with_context(|| format!("saving the model to {}", dir.display()))?;
     }
     let mut s = format!(
@@ -133,19 +141,170 @@ pub(crate) fn run_train_linear(a: TrainArgs) -> Result<()> {
         s += &format!("  test         {}\n", metrics_line(t));
     }
     if let Some(dir) = &a.out {
-        match &module {
-            Some(m) => s += &format!("  saved        {} ({m})\n", dir.display()),
-            None => {
-                s += &format!(
-                    "  saved        {} (report only: circular weights are not exported)\n",
-                    dir.display()
-                )
-            }
-        }
+        s += &format!(
+            "  saved        {} ({})\n",
+            dir.display(),
+            model.meta.torch_modules
+        );
     }
     if a.json {
         eprint!("{s}");
         println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{s}");
+    }
+    Ok(())
+}
+
+/// `cvxnn predict` on a linear model directory.
+pub(crate) fn run_predict_linear(a: PredictArgs) -> Result<()> {
+    let model = LinearModel::load(&a.model)?;
+    let (x, target) = read_features(&a.data, &model.meta.feature_names, &model.meta.target)?;
+    let pred = model.predict_strings(&x)?;
+    // Metrics first: a target the model cannot read stops before any output.
+    let metrics = match &target {
+        Some(t) => Some(model.metrics(&x, t)?),
+        None => None,
+    };
+    let mut text = String::from("prediction\n");
+    for p in &pred {
+        text += &csv_cell(p);
+        text.push('\n');
+    }
+    match &a.out {
+        Some(path) => write_file(path, &text)?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    if let Some(m) = metrics {
+        eprintln!(
+            "{} rows; against `{}`: {}",
+            pred.len(),
+            model.meta.target,
+            metrics_line(&m)
+        );
+        eprint!("{}", confusion_lines("data", &m));
+    }
+    Ok(())
+}
+
+/// `cvxnn info` on a linear model directory.
+pub(crate) fn run_info_linear(a: &InfoArgs) -> Result<()> {
+    let model = LinearModel::load(&a.model)?;
+    let m = &model.meta;
+    println!(
+        "model        {} ({}), cvxnn {}",
+        m.model, m.architecture, m.version
+    );
+    println!(
+        "task         {}  loss {}  lambda {:e}  solver {}",
+        m.task,
+        m.loss,
+        m.lambda,
+        match m.solver {
+            LinearSolver::Proximal => "proximal",
+            LinearSolver::Sdp => "sdp",
+        }
+    );
+    println!(
+        "neurons      {} (rank of Z, {} x {})",
+        m.width,
+        m.rows,
+        m.positions * m.outputs
+    );
+    println!(
+        "features     {} raw: {}",
+        m.feature_names.len(),
+        m.feature_names.join(", ")
+    );
+    println!("target       {} (scale {})", m.target, m.target_scale);
+    match &m.shape {
+        Some(s) => println!(
+            "cnn          {}, features divided by {:.6}",
+            s.describe(),
+            m.feature_scale
+        ),
+        None if m.model == "linear-circular" => println!(
+            "circular     signals of length {}, features divided by {:.6}",
+            m.rows, m.feature_scale
+        ),
+        None => println!(
+            "preprocess   standardize {}  bias {}",
+            m.standardize, m.bias
+        ),
+    }
+    if let Some(l) = &m.labels {
+        println!(
+            "labels       {} classes: {}",
+            l.len(),
+            l.labels().join(", ")
+        );
+    }
+    println!("pytorch      {}", m.torch_modules);
+    if let Ok(text) = std::fs::read_to_string(a.model.join("report.json")) {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let num = |k: &str| v[k].as_f64();
+        if let (Some(o), Some(b), Some(g)) =
+            (num("objective"), num("dual_bound"), num("relative_gap"))
+        {
+            println!(
+                "certificate  objective {o:.8e}  dual bound {b:.8e}  relative gap {g:.2e} ({})",
+                v["status"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cvxnn certify` on a linear model directory: the saved network's objective on `--data` and
+/// the spectral-norm dual bound. The preprocessing is the model's; flags that would change it
+/// (or the program) are refused by name.
+pub(crate) fn run_certify_linear(a: &CertifyArgs) -> Result<()> {
+    if !a.model.is_dir() {
+        bail!("invalid argument `model`: certify a linear model by its model directory");
+    }
+    let model = LinearModel::load(&a.model)?;
+    if task_arg(a.task).is_some_and(|t| t != model.meta.task) {
+        bail!(
+            "invalid argument `task`: the model was trained for {}",
+            model.meta.task
+        );
+    }
+    if loss_arg(a.loss).is_some_and(|l| l != model.meta.loss) {
+        bail!(
+            "invalid argument `loss`: the model was trained with the {} loss",
+            model.meta.loss
+        );
+    }
+    if !matches!(a.patterns, PatternsArg::Exact) {
+        bail!("invalid argument `patterns`: linear models have no activation patterns");
+    }
+    let target = a
+        .target
+        .clone()
+        .unwrap_or_else(|| model.meta.target.clone());
+    let (x, t) = read_features(&a.data, &model.meta.feature_names, &target)?;
+    let Some(t) = t else {
+        bail!(
+            "{}: target column `{target}` not found (certify needs the targets)",
+            a.data.display()
+        );
+    };
+    let c = model.certify(&x, &t, a.lambda)?;
+    let s = format!(
+        "cvxnn certify: {} on {} ({} rows), lambda {:e}\n  network      objective {:.12e}\n  dual bound   {:.12e}   gap {:.2e}, relative {:.2e}; ||Phi^T grad||_2 = {:.6e}\n",
+        a.model.display(),
+        a.data.display(),
+        c.n,
+        c.lambda,
+        c.network_objective,
+        c.dual_bound,
+        c.gap,
+        c.relative_gap,
+        c.spectral_norm
+    );
+    if a.json {
+        eprint!("{s}");
+        println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         print!("{s}");
     }

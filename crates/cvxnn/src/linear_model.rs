@@ -9,12 +9,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{encode_target, patches, ConvShape, Table, Task};
+use crate::data::{
+    argmax_classes, binary_class, binary_targets, encode_target, one_hot, patches, ClassLabels,
+    ConvShape, Standardizer, Table, TargetColumn, Task,
+};
 use crate::error::{CvxnnError, Result};
 use crate::estimator::{design_matrix, prepare_training_data};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
-use crate::metrics::{regression_metrics, Metrics};
+use crate::metrics::{classification_metrics, regression_metrics, Metrics};
 use crate::program::{LinearNetwork, LinearPool, LinearProgram};
 use crate::solver::conic::ConicSettings;
 use crate::solver::{relative_gap, Progress, SolverSettings};
@@ -186,6 +189,24 @@ pub fn train(
     cfg: &LinearTrainConfig,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(LinearNetwork, LinearReport)> {
+    let (net, report, _) = train_inner(table, cfg, progress)?;
+    Ok((net, report))
+}
+
+/// The preprocessing a training run fitted (for `model.json`).
+struct Fitted {
+    task: Task,
+    labels: Option<ClassLabels>,
+    standardizer: Standardizer,
+    feature_scale: f64,
+    target_scale: f64,
+}
+
+fn train_inner(
+    table: &Table,
+    cfg: &LinearTrainConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(LinearNetwork, LinearReport, Fitted)> {
     let dense = cfg.arch == LinearArch::Dense;
     let data = prepare_training_data(
         table,
@@ -294,7 +315,14 @@ pub fn train(
         train,
         test,
     };
-    Ok((net, report))
+    let fitted = Fitted {
+        task: data.task,
+        labels: data.labels.clone(),
+        standardizer: data.standardizer.clone(),
+        feature_scale: scale,
+        target_scale: data.target_scale,
+    };
+    Ok((net, report, fitted))
 }
 
 /// Row-major little-endian `f64` bytes of `m` (PyTorch's layout).
@@ -305,8 +333,7 @@ fn tensor_bytes(m: &Matrix) -> Vec<u8> {
         .collect()
 }
 
-/// The PyTorch module and tensors (`name`, shape, row-major bytes) of a rebuilt network, or
-/// `None` for the circular CNN (its patches are a flipped convolution; not exported yet).
+/// The PyTorch module and tensors (`name`, shape, row-major bytes) of a rebuilt network.
 #[allow(clippy::type_complexity)]
 fn torch_tensors(
     arch: &LinearArch,
@@ -374,51 +401,531 @@ fn torch_tensors(
                 ],
             ))
         }
-        LinearArch::Circular => None,
+        LinearArch::Circular => {
+            // Our patches are a flipped circular convolution; PyTorch's Conv1d correlates
+            // (module docs of `torch_circular_index`), so the filter taps are re-indexed.
+            let l = net.filters.ncols();
+            let w = Matrix::from_fn(m, l, |i, k| net.filters.get(i, torch_circular_index(k, l)));
+            Some((
+                format!("Sequential(Conv1d(1, {m}, {l}, padding='same', padding_mode='circular', bias=False), Flatten(), Linear({}, {c}, bias=False))", m * l),
+                vec![
+                    ("0.weight".to_string(), vec![m, 1, l], tensor_bytes(&w)),
+                    ("2.weight".to_string(), readout.1, readout.2),
+                ],
+            ))
+        }
     }
 }
 
-/// Writes `report.json` and (except for the circular CNN) `model.safetensors` with PyTorch
-/// names into `dir`, and returns the PyTorch module the weights belong to. The weights act on
-/// preprocessed inputs (the report says how: the dense model's standardization is the
-/// estimator's, the CNNs' features are divided by the training maximum); regression outputs
-/// are in target units divided by the target scale.
-pub fn save(
-    dir: &std::path::Path,
+/// Our filter tap `s` for PyTorch's weight index `k` of
+/// `Conv1d(.., L, padding='same', padding_mode='circular')`, which computes
+/// `out_t = sum_k W_k x_{(t + k - left) mod L}` with `left = (L-1)/2`, while our patches give
+/// `out_t = sum_s u_s x_{(t - s) mod L}`: `W_k = u_{(left - k) mod L}`.
+fn torch_circular_index(k: usize, len: usize) -> usize {
+    let left = (len - 1) / 2;
+    (left + len - k % len) % len
+}
+
+/// `architecture` in a linear model's `model.json`.
+pub const ARCHITECTURE: &str = "linear-network";
+
+/// `model.json` of a linear model: everything that maps raw feature rows to the inputs the
+/// weights act on, and the outputs back to target units or labels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearMeta {
+    /// cvxnn version that wrote the model.
+    pub version: String,
+    /// Always [`ARCHITECTURE`].
+    pub architecture: String,
+    /// `linear`, `linear-cnn`, `linear-cnn-avg` or `linear-circular`.
+    pub model: String,
+    /// Input and kernel shape of the non-circular CNNs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<ConvShape>,
+    /// Task.
+    pub task: Task,
+    /// Loss.
+    pub loss: LossKind,
+    /// Regularization strength.
+    pub lambda: f64,
+    /// Solver used.
+    pub solver: LinearSolver,
+    /// Seed of the split.
+    pub seed: u64,
+    /// Dense model: features z-scored by `standardizer`.
+    pub standardize: bool,
+    /// Dense model: a ones column was appended (PyTorch's first-layer bias).
+    pub bias: bool,
+    /// Per-feature mean and scale (identity when `standardize` is off).
+    pub standardizer: Standardizer,
+    /// CNNs: features are divided by this (largest absolute training value); 1 for dense.
+    pub feature_scale: f64,
+    /// Factor the regression targets were divided by (1 otherwise).
+    pub target_scale: f64,
+    /// Raw feature names, in input order.
+    pub feature_names: Vec<String>,
+    /// Target column name.
+    pub target: String,
+    /// Class labels (binary: class 0 -> -1, class 1 -> +1; multiclass: one output each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<ClassLabels>,
+    /// Outputs `c`.
+    pub outputs: usize,
+    /// Neurons (filters) `m`.
+    pub width: usize,
+    /// Filter length `h` (input dimension for the dense model, with the bias column).
+    pub rows: usize,
+    /// Positions `K`.
+    pub positions: usize,
+    /// The PyTorch modules `model.safetensors` belongs to (on preprocessed inputs).
+    pub torch_modules: String,
+}
+
+/// A saved linear model: metadata and the rebuilt network (program units).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearModel {
+    /// Metadata.
+    pub meta: LinearMeta,
+    /// The network on preprocessed inputs.
+    pub network: LinearNetwork,
+}
+
+/// Whether `dir/model.json` holds a linear model.
+pub fn is_linear_model(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("model.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["architecture"] == ARCHITECTURE)
+}
+
+/// Trains like [`train`] and also returns the model (metadata and network) to save or predict
+/// with.
+pub fn train_model(
+    table: &Table,
     cfg: &LinearTrainConfig,
-    net: &LinearNetwork,
-    report: &LinearReport,
-) -> Result<Option<String>> {
-    let io = |e: std::io::Error| CvxnnError::Model {
-        path: dir.into(),
-        message: e.to_string(),
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let json = serde_json::to_string_pretty(report).map_err(|e| CvxnnError::Model {
-        path: dir.into(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(dir.join("report.json"), json).map_err(io)?;
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(LinearModel, LinearReport)> {
+    let (net, report, prep) = train_inner(table, cfg, progress)?;
     let dense_bias = cfg.arch == LinearArch::Dense && cfg.bias;
-    let Some((module, tensors)) = torch_tensors(&cfg.arch, net, dense_bias) else {
-        return Ok(None);
+    let module = torch_tensors(&cfg.arch, &net, dense_bias)
+        .map(|(m, _)| m)
+        .unwrap_or_default();
+    let meta = LinearMeta {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        architecture: ARCHITECTURE.into(),
+        model: report.model.clone(),
+        shape: match &cfg.arch {
+            LinearArch::Conv { shape, .. } => Some(shape.clone()),
+            _ => None,
+        },
+        task: prep.task,
+        loss: report.loss,
+        lambda: cfg.lambda,
+        solver: cfg.solver,
+        seed: cfg.seed,
+        standardize: cfg.arch == LinearArch::Dense && cfg.standardize,
+        bias: dense_bias,
+        standardizer: prep.standardizer,
+        feature_scale: prep.feature_scale,
+        target_scale: prep.target_scale,
+        feature_names: table.feature_names.clone(),
+        target: table.target_name.clone(),
+        labels: prep.labels,
+        outputs: report.outputs,
+        width: net.width(),
+        rows: report.rows,
+        positions: report.positions,
+        torch_modules: module,
     };
-    let path = dir.join("model.safetensors");
-    let bad = |e: String| CvxnnError::Model {
-        path: path.clone(),
-        message: e,
-    };
-    let views = tensors
-        .iter()
-        .map(|(name, s, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| bad(e.to_string()))
+    Ok((LinearModel { meta, network: net }, report))
+}
+
+impl LinearModel {
+    /// The architecture of `meta.model`.
+    pub fn arch(&self) -> Result<LinearArch> {
+        let m = &self.meta;
+        let shape = || {
+            m.shape.clone().ok_or_else(|| CvxnnError::Model {
+                path: "model.json".into(),
+                message: format!("model `{}` needs `shape`", m.model),
+            })
+        };
+        match m.model.as_str() {
+            "linear" => Ok(LinearArch::Dense),
+            "linear-cnn" => Ok(LinearArch::Conv {
+                shape: shape()?,
+                pool: LinearPool::None,
+            }),
+            "linear-cnn-avg" => Ok(LinearArch::Conv {
+                shape: shape()?,
+                pool: LinearPool::Avg,
+            }),
+            "linear-circular" => Ok(LinearArch::Circular),
+            other => Err(CvxnnError::Model {
+                path: "model.json".into(),
+                message: format!("unknown linear model `{other}`"),
+            }),
+        }
+    }
+
+    /// Raw rows -> the inputs the network acts on (standardize, bias column, feature scale).
+    pub fn preprocess(&self, raw: &Matrix) -> Result<Matrix> {
+        let m = &self.meta;
+        if raw.ncols() != m.feature_names.len() {
+            return Err(CvxnnError::arg(
+                "data",
+                format!(
+                    "{} feature columns, the model takes {}",
+                    raw.ncols(),
+                    m.feature_names.len()
+                ),
+            ));
+        }
+        let x = design_matrix(raw, &m.standardizer, m.bias)?;
+        let s = m.feature_scale;
+        Ok(Matrix::from_fn(x.nrows(), x.ncols(), |i, j| {
+            x.get(i, j) / s
+        }))
+    }
+
+    /// Outputs in program units (`n x c`, column-major) on raw rows.
+    pub fn decision_function(&self, raw: &Matrix) -> Result<Vec<f64>> {
+        let x = self.preprocess(raw)?;
+        predict(&self.arch()?, &self.network, &x, self.meta.outputs)
+    }
+
+    fn classes(&self, scores: &[f64], n: usize) -> Result<Vec<usize>> {
+        if self.meta.outputs == 1 {
+            Ok(scores.iter().map(|&s| binary_class(s)).collect())
+        } else {
+            argmax_classes(scores, n, self.meta.outputs)
+        }
+    }
+
+    /// Predictions as text: values in target units (regression) or the original labels.
+    pub fn predict_strings(&self, raw: &Matrix) -> Result<Vec<String>> {
+        let scores = self.decision_function(raw)?;
+        match &self.meta.labels {
+            Some(l) if self.meta.task != Task::Regression => Ok(self
+                .classes(&scores, raw.nrows())?
+                .into_iter()
+                .map(|k| l.decode(k).unwrap_or_default().to_string())
+                .collect()),
+            _ => Ok(scores
+                .iter()
+                .map(|v| (v * self.meta.target_scale).to_string())
+                .collect()),
+        }
+    }
+
+    /// Metrics against a target column (MSE and R^2 in target units, or accuracy and confusion).
+    pub fn metrics(&self, raw: &Matrix, target: &TargetColumn) -> Result<Metrics> {
+        let scores = self.decision_function(raw)?;
+        match &self.meta.labels {
+            Some(l) if self.meta.task != Task::Regression => {
+                let truth = l.encode(target)?;
+                let pred = self.classes(&scores, raw.nrows())?;
+                Ok(classification_metrics(l.labels(), &truth, &pred))
+            }
+            _ => {
+                let p: Vec<f64> = scores.iter().map(|v| v * self.meta.target_scale).collect();
+                Ok(regression_metrics(&p, &target.values()?))
+            }
+        }
+    }
+
+    /// Program targets (`n x c`, column-major; regression divided by the target scale).
+    fn program_targets(&self, target: &TargetColumn) -> Result<Vec<f64>> {
+        match &self.meta.labels {
+            Some(l) if self.meta.task != Task::Regression => {
+                let k = l.encode(target)?;
+                Ok(if self.meta.outputs == 1 {
+                    binary_targets(&k)
+                } else {
+                    one_hot(&k, self.meta.outputs)
+                })
+            }
+            _ => Ok(target
+                .values()?
+                .iter()
+                .map(|v| v / self.meta.target_scale)
+                .collect()),
+        }
+    }
+
+    /// Certifies the saved network on `(raw, target)` at `lambda` (> 0): the network's
+    /// non-convex objective (program units: the loss of the preprocessed targets plus
+    /// `lambda/2 (||U||_F^2 + ||V||_F^2)`) and the dual bound of the spectral-norm condition at
+    /// the dual point `grad h(network outputs)` (scaled to feasibility). The bound lower-bounds
+    /// every network of this architecture (any width) on these rows and preprocessing.
+    pub fn certify(
+        &self,
+        raw: &Matrix,
+        target: &TargetColumn,
+        lambda: f64,
+    ) -> Result<LinearCertificate> {
+        if !(lambda.is_finite() && lambda > 0.0) {
+            return Err(CvxnnError::arg(
+                "lambda",
+                format!("must be a finite number > 0, got {lambda}"),
+            ));
+        }
+        let x = self.preprocess(raw)?;
+        let y = self.program_targets(target)?;
+        let prog = program(
+            &self.arch()?,
+            &x,
+            &y,
+            self.meta.outputs,
+            self.meta.loss,
+            lambda,
+        )?;
+        let network_objective =
+            self.network
+                .objective(prog.features(), &y, self.meta.loss, lambda)?;
+        let p = self.network.predict(prog.features())?;
+        let (spectral_norm, dual_bound) = prog.certificate_at(&p)?;
+        Ok(LinearCertificate {
+            lambda,
+            n: x.nrows(),
+            network_objective,
+            spectral_norm,
+            dual_bound,
+            gap: network_objective - dual_bound,
+            relative_gap: relative_gap(network_objective, dual_bound),
         })
-        .collect::<Result<Vec<_>>>()?;
-    let mut info = std::collections::HashMap::new();
-    info.insert("format".to_string(), "pt".to_string());
-    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
-    std::fs::write(&path, bytes).map_err(io)?;
-    Ok(Some(module))
+    }
+
+    /// Writes `model.json` and `model.safetensors` (and `report.json`) into `dir`; existing
+    /// files are kept unless `overwrite`.
+    pub fn save(
+        &self,
+        dir: &std::path::Path,
+        report: Option<&LinearReport>,
+        overwrite: bool,
+    ) -> Result<()> {
+        if !overwrite {
+            for f in crate::estimator::MODEL_FILES {
+                let p = dir.join(f);
+                if p.exists() {
+                    return Err(CvxnnError::arg(
+                        "out",
+                        format!(
+                            "{} exists; choose another directory or pass --force to replace it",
+                            p.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        let io = |e: std::io::Error| CvxnnError::io(dir, e);
+        let json = |v: serde_json::Result<String>| {
+            v.map_err(|e| CvxnnError::Model {
+                path: dir.into(),
+                message: e.to_string(),
+            })
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let meta = json(serde_json::to_string_pretty(&self.meta))?;
+        std::fs::write(dir.join("model.json"), meta).map_err(io)?;
+        if let Some(r) = report {
+            let r = json(serde_json::to_string_pretty(r))?;
+            std::fs::write(dir.join("report.json"), r).map_err(io)?;
+        }
+        let arch = self.arch()?;
+        let Some((_, tensors)) = torch_tensors(&arch, &self.network, self.meta.bias) else {
+            return Ok(());
+        };
+        let path = dir.join("model.safetensors");
+        let bad = |e: String| CvxnnError::Model {
+            path: path.clone(),
+            message: e,
+        };
+        let views = tensors
+            .iter()
+            .map(|(name, s, bytes)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| bad(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut info = std::collections::HashMap::new();
+        info.insert("format".to_string(), "pt".to_string());
+        let bytes = safetensors::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
+        std::fs::write(&path, bytes).map_err(io)
+    }
+
+    /// Reads a model directory written by [`LinearModel::save`].
+    pub fn load(dir: &std::path::Path) -> Result<LinearModel> {
+        let meta_path = dir.join("model.json");
+        let text =
+            std::fs::read_to_string(&meta_path).map_err(|e| CvxnnError::io(&meta_path, e))?;
+        let meta: LinearMeta = serde_json::from_str(&text).map_err(|e| CvxnnError::Model {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
+        let path = dir.join("model.safetensors");
+        let raw = std::fs::read(&path).map_err(|e| CvxnnError::io(&path, e))?;
+        let bad = |message: String| CvxnnError::Model {
+            path: path.clone(),
+            message,
+        };
+        let st = safetensors::SafeTensors::deserialize(&raw)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let get = |name: &str, count: usize| -> Result<Vec<f64>> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| bad(format!("no tensor `{name}`")))?;
+            let vals: Vec<f64> = match t.dtype() {
+                safetensors::Dtype::F64 => t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
+                safetensors::Dtype::F32 => t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64)
+                    .collect(),
+                other => return Err(bad(format!("tensor `{name}` has dtype {other:?}"))),
+            };
+            if vals.len() != count {
+                return Err(bad(format!(
+                    "tensor `{name}` has {} values, {count} expected",
+                    vals.len()
+                )));
+            }
+            Ok(vals)
+        };
+        let (m, h, k, c) = (meta.width, meta.rows, meta.positions, meta.outputs);
+        if h == 0 || k == 0 || c == 0 || (meta.bias && h < 2) {
+            return Err(CvxnnError::Model {
+                path: meta_path,
+                message: format!("bad shapes: rows {h}, positions {k}, outputs {c}"),
+            });
+        }
+        let model = LinearModel {
+            meta,
+            network: LinearNetwork {
+                filters: Matrix::zeros(0, 0),
+                readout: Matrix::zeros(0, 0),
+                positions: k,
+            },
+        };
+        let arch = model.arch()?;
+        let (filters, readout_name, readout_cols) = match &arch {
+            LinearArch::Dense => {
+                let d = if model.meta.bias { h - 1 } else { h };
+                let w = get("0.weight", m * d)?;
+                let b = if model.meta.bias {
+                    get("0.bias", m)?
+                } else {
+                    Vec::new()
+                };
+                let f = Matrix::from_fn(m, h, |i, j| if j < d { w[i * d + j] } else { b[i] });
+                (f, "1.weight", m)
+            }
+            LinearArch::Conv { pool, .. } => {
+                let w = get("0.weight", m * h)?;
+                let f = Matrix::from_fn(m, h, |i, j| w[i * h + j]);
+                match pool {
+                    LinearPool::None => (f, "2.weight", m * k),
+                    LinearPool::Avg => (f, "3.weight", m),
+                }
+            }
+            LinearArch::Circular => {
+                let w = get("0.weight", m * h)?;
+                let mut f = Matrix::zeros(m, h);
+                for i in 0..m {
+                    for t in 0..h {
+                        f.set(i, torch_circular_index(t, h), w[i * h + t]);
+                    }
+                }
+                (f, "2.weight", m * k)
+            }
+        };
+        let r = get(readout_name, c * readout_cols)?;
+        let readout = Matrix::from_fn(c, readout_cols, |i, j| r[i * readout_cols + j]);
+        Ok(LinearModel {
+            network: LinearNetwork {
+                filters,
+                readout,
+                positions: k,
+            },
+            ..model
+        })
+    }
+}
+
+/// What [`LinearModel::certify`] reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinearCertificate {
+    /// Lambda.
+    pub lambda: f64,
+    /// Rows.
+    pub n: usize,
+    /// The saved network's objective.
+    pub network_objective: f64,
+    /// `||Phi^T grad h||_2` at the network's outputs.
+    pub spectral_norm: f64,
+    /// Certified lower bound on the optimum.
+    pub dual_bound: f64,
+    /// `network_objective - dual_bound`.
+    pub gap: f64,
+    /// Relative gap.
+    pub relative_gap: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exported circular weights, run through PyTorch's `Conv1d(padding='same',
+    /// padding_mode='circular')` semantics written out by hand, give the network's outputs.
+    #[test]
+    fn circular_export_matches_a_hand_written_torch_forward() {
+        for len in [4usize, 5] {
+            let (n, m, c) = (3, 2, 2);
+            let x = Matrix::from_fn(n, len, |i, j| (1.3 * i as f64 + 0.7 * j as f64).sin());
+            let net = LinearNetwork {
+                filters: Matrix::from_fn(m, len, |i, j| (0.9 * i as f64 - 0.4 * j as f64).cos()),
+                readout: Matrix::from_fn(c, m * len, |i, j| {
+                    (0.3 * i as f64 + 0.2 * j as f64).sin()
+                }),
+                positions: len,
+            };
+            let want = predict(&LinearArch::Circular, &net, &x, c).expect("predict");
+            let (_, tensors) = torch_tensors(&LinearArch::Circular, &net, false).expect("exported");
+            let vals = |b: &[u8]| -> Vec<f64> {
+                b.chunks_exact(8)
+                    .map(|w| f64::from_le_bytes(w.try_into().expect("8 bytes")))
+                    .collect()
+            };
+            let w = vals(&tensors[0].2);
+            let a = vals(&tensors[1].2);
+            assert_eq!(tensors[0].1, vec![m, 1, len]);
+            assert_eq!(tensors[1].0, "2.weight");
+            let left = (len - 1) / 2;
+            for j in 0..n {
+                // Conv1d with circular 'same' padding (cross-correlation), Flatten, Linear.
+                let mut flat = vec![0.0; m * len];
+                for i in 0..m {
+                    for t in 0..len {
+                        flat[i * len + t] = (0..len)
+                            .map(|k| w[i * len + k] * x.get(j, (t + k + len - left) % len))
+                            .sum();
+                    }
+                }
+                for o in 0..c {
+                    let got: f64 = (0..m * len).map(|q| a[o * m * len + q] * flat[q]).sum();
+                    let exp = want[o * n + j];
+                    assert!((got - exp).abs() <= 1e-12, "len {len}: {got} vs {exp}");
+                }
+            }
+            // The index map is a bijection (load inverts it).
+            let mut seen: Vec<usize> = (0..len).map(|k| torch_circular_index(k, len)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..len).collect::<Vec<_>>());
+        }
+    }
 }

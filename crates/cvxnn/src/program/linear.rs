@@ -260,6 +260,24 @@ impl<'a> LinearProgram<'a> {
         Ok((spec, dual_bound(self.data(), &theta, spec, self.lambda)))
     }
 
+    /// [`LinearProgram::certificate`] at given predictions `p` (`n x c`, column-major), e.g. a
+    /// saved network's outputs: the dual point `grad h(p)` needs nothing else.
+    pub fn certificate_at(&self, p: &[f64]) -> Result<(f64, f64)> {
+        if p.len() != self.op.image_len() {
+            return Err(CvxnnError::Shape(format!(
+                "{} predictions for a linear program with {} outputs",
+                p.len(),
+                self.op.image_len()
+            )));
+        }
+        let mut theta = vec![0.0; p.len()];
+        self.loss.grad(p, self.y, self.outputs, &mut theta);
+        let mut g = vec![0.0; self.n_vars()];
+        self.op.adjoint(&theta, &mut g);
+        let spec = self.penalty().dual_norm(&g);
+        Ok((spec, dual_bound(self.data(), &theta, spec, self.lambda)))
+    }
+
     /// Smallest lambda at which `Z = 0` is optimal: `||Phi^T grad h(0)||_2`.
     pub fn lambda_max(&self) -> f64 {
         let zero = vec![0.0; self.n_vars()];

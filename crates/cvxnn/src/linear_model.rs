@@ -507,8 +507,17 @@ pub fn train_model(
 ) -> Result<(LinearModel, LinearReport)> {
     let (net, report, prep) = train_inner(table, cfg, progress)?;
     let dense_bias = cfg.arch == LinearArch::Dense && cfg.bias;
+    // The saved weights act on the solver's inputs (unlike the ReLU models, no scale is folded
+    // in), so the module text says how to prepare inputs and scale outputs.
     let module = torch_tensors(&cfg.arch, &net, dense_bias)
-        .map(|(m, _)| m)
+        .map(|(m, _)| {
+            let inputs = if cfg.arch == LinearArch::Dense && cfg.standardize {
+                "z-score the inputs with model.json `standardizer` (mean, scale)"
+            } else {
+                "divide the inputs by model.json `feature_scale`"
+            };
+            format!("{m} — {inputs}; multiply the outputs by `target_scale`")
+        })
         .unwrap_or_default();
     let meta = LinearMeta {
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -1,8 +1,6 @@
 //! `cvxnn train --model circular-cnn|circular-linear-cnn` and `predict` on a circular-CNN model
 //! directory.
 
-use std::io::Write;
-
 use anyhow::{bail, Context, Result};
 use cvxnn::conv_circular::{
     train, CircularKind, CircularModel, CircularReport, CircularTrainConfig,
@@ -12,9 +10,7 @@ use cvxnn::estimator::PatternSource;
 use cvxnn::solver::{Precision, SolverSettings};
 
 use crate::args::{LambdaArg, ModelArg, PatternsArg, PrecisionArg, PredictArgs, TrainArgs};
-use crate::commands::{
-    confusion_lines, csv_cell, loss_arg, metrics_line, refuse_occupied_out, task_arg, write_file,
-};
+use crate::commands::{loss_arg, metrics_line, refuse_occupied_out, task_arg, write_predictions};
 use crate::progress::SolveProgress;
 
 /// Parses `1,L` (one channel of length `L`).
@@ -175,23 +171,10 @@ pub(crate) fn run_predict_circular(a: PredictArgs) -> Result<()> {
         Some(t) => Some(model.metrics(&x, t)?),
         None => None,
     };
-    let mut text = String::from("prediction\n");
-    for p in &pred {
-        text += &csv_cell(p);
-        text.push('\n');
-    }
-    match &a.out {
-        Some(path) => write_file(path, &text)?,
-        None => std::io::stdout().write_all(text.as_bytes())?,
-    }
-    if let Some(m) = metrics {
-        eprintln!(
-            "{} rows; against `{}`: {}",
-            pred.len(),
-            model.meta.target,
-            metrics_line(&m)
-        );
-        eprint!("{}", confusion_lines("data", &m));
-    }
-    Ok(())
+    write_predictions(
+        a.out.as_deref(),
+        &pred,
+        &model.meta.target,
+        metrics.as_ref(),
+    )
 }

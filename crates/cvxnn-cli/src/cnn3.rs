@@ -1,7 +1,5 @@
 //! `cvxnn train --model cnn3-relu` and `predict` on a three-layer CNN model directory.
 
-use std::io::Write;
-
 use anyhow::{bail, Context, Result};
 use cvxnn::conv3::{train, Cnn3Model, Cnn3Report, Cnn3TrainConfig, SecondLayerPatterns};
 use cvxnn::data::{read_features, read_table, ConvShape};
@@ -10,9 +8,7 @@ use cvxnn::solver::{Precision, SolverSettings};
 
 use crate::args::{LambdaArg, PatternsArg, PrecisionArg, PredictArgs, TrainArgs};
 use crate::cnn::{parse_input_shape, parse_kernel};
-use crate::commands::{
-    confusion_lines, csv_cell, loss_arg, metrics_line, refuse_occupied_out, task_arg, write_file,
-};
+use crate::commands::{loss_arg, metrics_line, refuse_occupied_out, task_arg, write_predictions};
 use crate::progress::SolveProgress;
 
 /// Parses `--second-layer-patterns N|exact`.
@@ -162,23 +158,10 @@ pub(crate) fn run_predict_cnn3(a: PredictArgs) -> Result<()> {
         Some(t) => Some(model.metrics(&x, t)?),
         None => None,
     };
-    let mut text = String::from("prediction\n");
-    for p in &pred {
-        text += &csv_cell(p);
-        text.push('\n');
-    }
-    match &a.out {
-        Some(path) => write_file(path, &text)?,
-        None => std::io::stdout().write_all(text.as_bytes())?,
-    }
-    if let Some(m) = metrics {
-        eprintln!(
-            "{} rows; against `{}`: {}",
-            pred.len(),
-            model.meta.target,
-            metrics_line(&m)
-        );
-        eprint!("{}", confusion_lines("data", &m));
-    }
-    Ok(())
+    write_predictions(
+        a.out.as_deref(),
+        &pred,
+        &model.meta.target,
+        metrics.as_ref(),
+    )
 }

@@ -580,23 +580,38 @@ fn run_predict(a: PredictArgs) -> Result<()> {
         Some(t) => Some(model.metrics(&x, t)?),
         None => None,
     };
+    write_predictions(
+        a.out.as_deref(),
+        &pred.to_strings(),
+        &model.meta.target,
+        metrics.as_ref(),
+    )
+}
+
+/// Writes a `prediction` column (to `out`, or stdout) and, when the data had the target, the
+/// metrics on stderr: the last step of `predict` for every model kind.
+pub(crate) fn write_predictions(
+    out: Option<&Path>,
+    pred: &[String],
+    target: &str,
+    metrics: Option<&cvxnn::estimator::Metrics>,
+) -> Result<()> {
     let mut text = String::from("prediction\n");
-    for p in pred.to_strings() {
-        text += &csv_cell(&p);
+    for p in pred {
+        text += &csv_cell(p);
         text.push('\n');
     }
-    match &a.out {
+    match out {
         Some(path) => write_file(path, &text)?,
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     if let Some(m) = metrics {
         eprintln!(
-            "{} rows; against `{}`: {}",
+            "{} rows; against `{target}`: {}",
             pred.len(),
-            model.meta.target,
-            metrics_line(&m)
+            metrics_line(m)
         );
-        eprint!("{}", confusion_lines("data", &m));
+        eprint!("{}", confusion_lines("data", m));
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Context, Result};
 use cvxnn::data::{read_table, ConvShape};
-use std::io::Write;
 
 use cvxnn::data::read_features;
 use cvxnn::linear_model::{train_model, LinearArch, LinearModel, LinearSolver, LinearTrainConfig};
@@ -16,9 +15,7 @@ use crate::args::{
     SolverArg, TrainArgs,
 };
 use crate::cnn::{parse_input_shape, parse_kernel};
-use crate::commands::{
-    confusion_lines, csv_cell, loss_arg, metrics_line, refuse_occupied_out, task_arg, write_file,
-};
+use crate::commands::{loss_arg, metrics_line, refuse_occupied_out, task_arg, write_predictions};
 use crate::progress::SolveProgress;
 
 fn arch(a: &TrainArgs) -> Result<LinearArch> {
@@ -166,25 +163,12 @@ pub(crate) fn run_predict_linear(a: PredictArgs) -> Result<()> {
         Some(t) => Some(model.metrics(&x, t)?),
         None => None,
     };
-    let mut text = String::from("prediction\n");
-    for p in &pred {
-        text += &csv_cell(p);
-        text.push('\n');
-    }
-    match &a.out {
-        Some(path) => write_file(path, &text)?,
-        None => std::io::stdout().write_all(text.as_bytes())?,
-    }
-    if let Some(m) = metrics {
-        eprintln!(
-            "{} rows; against `{}`: {}",
-            pred.len(),
-            model.meta.target,
-            metrics_line(&m)
-        );
-        eprint!("{}", confusion_lines("data", &m));
-    }
-    Ok(())
+    write_predictions(
+        a.out.as_deref(),
+        &pred,
+        &model.meta.target,
+        metrics.as_ref(),
+    )
 }
 
 /// `cvxnn info` on a linear model directory.

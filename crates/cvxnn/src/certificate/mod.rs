@@ -10,6 +10,7 @@ pub use oracle::{search_patterns, OracleCandidate, OracleResult, OracleSettings}
 
 use crate::linalg::Matrix;
 use crate::operator::LinearMap;
+use crate::program::polish::FaceProgram;
 use crate::program::TwoLayerProgram;
 use crate::solver::fista::LossImage;
 
@@ -31,15 +32,15 @@ pub fn dual_bound(data: LossImage<'_>, theta: &[f64], max_group_norm: f64, lambd
 /// for zero groups whose `||A_i^T theta||` exceeds `lambda`, multipliers on all rows by projected
 /// gradient (a cone projection). Any `mu >= 0` gives a valid bound; exact ones make it tight.
 /// With several outputs every output's columns are groups of their own (`theta` is `n x c`).
-pub fn relu_kkt_dual_bound(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::Result<f64> {
+/// Any [`FaceProgram`] (the dense program, the sum-pooling CNN): rows are those of its `X`.
+pub fn relu_kkt_dual_bound<P: FaceProgram + ?Sized>(prog: &P, vars: &[f64]) -> crate::Result<f64> {
     let (x, y, masks, lambda) = (prog.x(), prog.y(), prog.masks(), prog.lambda());
-    let (n, d, p) = (x.nrows(), x.ncols(), masks.len());
+    let (rows, d, p) = (x.nrows(), x.ncols(), masks.len());
     let z = prog.predict(vars)?;
     let mut theta = vec![0.0; z.len()];
     prog.loss().grad(&z, y, prog.outputs(), &mut theta);
-    let op = prog.prediction_operator();
-    let mut g = vec![0.0; op.n_vars()];
-    op.adjoint(&theta, &mut g);
+    let mut g = vec![0.0; vars.len()];
+    prog.prediction_adjoint(&theta, &mut g);
     let vm = Matrix::from_col_major(d, vars.len() / d.max(1), vars.to_vec())
         .ok_or_else(|| crate::CvxnnError::Shape("variables".into()))?;
     let xv = x.matmul(&vm);
@@ -57,11 +58,13 @@ pub fn relu_kkt_dual_bound(prog: &TwoLayerProgram<'_>, vars: &[f64]) -> crate::R
         } else {
             // Start the multipliers from the KKT least squares on the tight rows (active
             // groups), then minimize over all rows: the dual constraint does not depend on v.
-            let mut mu0 = vec![0.0; n];
+            let mut mu0 = vec![0.0; rows];
             if nv > 0.0 {
                 let xvc = xv.col(col);
                 let scale = xvc.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-                let tight: Vec<usize> = (0..n).filter(|&j| xvc[j].abs() <= 1e-9 * scale).collect();
+                let tight: Vec<usize> = (0..rows)
+                    .filter(|&j| xvc[j].abs() <= 1e-9 * scale)
+                    .collect();
                 let target: Vec<f64> = gi.iter().zip(v).map(|(a, b)| a + lambda * b / nv).collect();
                 for (&j, m) in tight.iter().zip(tight_multipliers(x, &tight, &s, &target)) {
                     mu0[j] = m;
@@ -140,6 +143,27 @@ fn tight_multipliers(
     let d = x.ncols();
     let row = |a: usize| -> Vec<f64> { (0..d).map(|k| s(tight[a]) * x.get(tight[a], k)).collect() };
     let rows: Vec<Vec<f64>> = (0..m).map(row).collect();
+    if m > d {
+        // More tight rows than dimensions (pooled patch rows repeat, e.g. blank patches): the
+        // minimum-norm solution `mu = C (C^T C)^+ target` needs only a `d x d` system.
+        let mut a = vec![vec![0.0; d + 1]; d];
+        for r in &rows {
+            for (p, &rp) in r.iter().enumerate() {
+                for (q, &rq) in r.iter().enumerate() {
+                    a[p][q] += rp * rq;
+                }
+            }
+        }
+        for (p, ap) in a.iter_mut().enumerate() {
+            ap[p] += 1e-14 * (1.0 + ap[p]);
+            ap[d] = target[p];
+        }
+        let coef = solve_dense(&mut a);
+        return rows
+            .iter()
+            .map(|r| crate::linalg::dot(r, &coef).max(0.0))
+            .collect();
+    }
     // Normal equations (m x m, m < d), Tikhonov-guarded for rank deficiency.
     let mut a = vec![vec![0.0; m + 1]; m];
     for r in 0..m {

@@ -9,10 +9,12 @@
 //!
 //! and the gated variant drops the constraints. The operator is the arrangement operator of
 //! `Xs` (patterns over its `nK` rows) pooled by [`PatchSum`], so R-FISTA, the augmented
-//! Lagrangian and their dual bounds apply unchanged. The Newton polish of the dense program
-//! (`program/polish.rs`) is written for the unpooled operator and is not used: the augmented
-//! Lagrangian's own bound certifies.
+//! Lagrangian and their dual bounds apply unchanged. The constraint rows are the rows of `Xs`
+//! and the predictions sum a sample's patch rows, which is exactly what the dense program's
+//! Newton polish and KKT bound are written for ([`super::polish::FaceProgram`]): the augmented
+//! Lagrangian tries them on the faces it finds (one output).
 
+use super::polish::{polish_and_certify, FaceProgram};
 use super::ModelKind;
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
@@ -20,7 +22,7 @@ use crate::loss::LossKind;
 use crate::operator::{ArrangementOperator, Layout, LinearMap, OutputBlocks, PatchSum};
 use crate::patterns::Masks;
 use crate::penalty::GroupL2;
-use crate::solver::augmented_lagrangian::{relative_violation, solve_cone_constrained};
+use crate::solver::augmented_lagrangian::{relative_violation, solve_cone_constrained, PolishHook};
 use crate::solver::fista::{solve_group_lasso, ImageFunction, LossImage};
 use crate::solver::{Progress, Solution, SolverSettings};
 
@@ -212,7 +214,8 @@ impl<'a> ConvProgram<'a> {
     }
 
     /// Solves the program from `warm` or zero: R-FISTA (gated ReLU) or the augmented
-    /// Lagrangian (ReLU, certified by its own dual bound; no Newton polish).
+    /// Lagrangian (ReLU; with one output its outer steps try the Newton polish and its KKT
+    /// bound, and the solve ends as soon as a polished point certifies `tol`).
     pub fn solve(
         &self,
         settings: &SolverSettings,
@@ -247,16 +250,62 @@ impl<'a> ConvProgram<'a> {
                 None,
                 progress,
             ),
-            ModelKind::Relu => solve_cone_constrained(
-                &self.operator(Layout::ReluConstrained),
-                self.data(),
-                &self.penalty(),
-                x0,
-                None,
-                settings,
-                None,
-                progress,
-            ),
+            ModelKind::Relu => {
+                let hook = |x: &[f64]| polish_and_certify(self, x);
+                let hook = (self.outputs == 1).then_some(&hook as &PolishHook<'_>);
+                solve_cone_constrained(
+                    &self.operator(Layout::ReluConstrained),
+                    self.data(),
+                    &self.penalty(),
+                    x0,
+                    None,
+                    settings,
+                    hook,
+                    progress,
+                )
+            }
         })
+    }
+}
+
+impl FaceProgram for ConvProgram<'_> {
+    fn x(&self) -> &Matrix {
+        self.xs
+    }
+    fn pooled_rows(&self) -> usize {
+        self.patches
+    }
+    fn y(&self) -> &[f64] {
+        self.y
+    }
+    fn masks(&self) -> &Masks {
+        self.masks
+    }
+    fn loss(&self) -> LossKind {
+        self.loss
+    }
+    fn lambda(&self) -> f64 {
+        self.lambda
+    }
+    fn outputs(&self) -> usize {
+        self.outputs
+    }
+    fn model(&self) -> ModelKind {
+        self.model
+    }
+    fn data(&self) -> LossImage<'_> {
+        ConvProgram::data(self)
+    }
+    fn predict(&self, vars: &[f64]) -> Result<Vec<f64>> {
+        ConvProgram::predict(self, vars)
+    }
+    fn prediction_adjoint(&self, theta: &[f64], out: &mut [f64]) {
+        self.operator(self.prediction_layout()).adjoint(theta, out);
+    }
+    fn objective(&self, vars: &[f64]) -> Result<f64> {
+        ConvProgram::objective(self, vars)
+    }
+    fn violation(&self, vars: &[f64]) -> Result<f64> {
+        ConvProgram::violation(self, vars)
     }
 }

@@ -3,11 +3,95 @@
 //! face is smooth in reduced variables, and damped Newton reaches machine precision in a few
 //! steps. Used after the conic solver (interior points are only ~sqrt(tol) accurate in direction)
 //! and after the augmented Lagrangian (whose dual certificate needs an accurate `theta`).
+//!
+//! The polish is written once for every program whose pattern constraints are rows of one matrix
+//! `X` (`(2 D_i - I) X u >= 0`) and whose predictions sum those rows per sample
+//! ([`FaceProgram`]): the dense program (`X` itself, one row per sample) and the sum-pooling CNN
+//! (`X` the stacked patch matrix, `K` rows per sample).
 
 use super::{ModelKind, TwoLayerProgram};
+use crate::error::Result;
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
+use crate::operator::LinearMap;
 use crate::patterns::Masks;
+use crate::solver::fista::LossImage;
+use crate::solver::{Solution, Status};
+
+/// A cone-constrained group lasso over patterns of the rows of one matrix `X` (`n K x d`) whose
+/// sample `j` pools the rows `k n + j` (`k < K`): `z = sum_i P D_i X u_i` with `P` the
+/// `n x nK` row-summing matrix, constraints `(2 D_i - I) X v_i >= 0`. Variables are `d x P`
+/// (gated) or `d x 2P` (`[V W]`) per output, column-major.
+pub trait FaceProgram {
+    /// The constraint rows `X` (`nK x d`).
+    fn x(&self) -> &Matrix;
+    /// Rows pooled into one sample (`K`; 1 when nothing is pooled).
+    fn pooled_rows(&self) -> usize;
+    /// The targets (`n x c`, column-major).
+    fn y(&self) -> &[f64];
+    /// The patterns over the rows of `X`.
+    fn masks(&self) -> &Masks;
+    /// The data-fit term.
+    fn loss(&self) -> LossKind;
+    /// Regularization strength.
+    fn lambda(&self) -> f64;
+    /// Number of outputs `c`.
+    fn outputs(&self) -> usize;
+    /// Gated ReLU or ReLU.
+    fn model(&self) -> ModelKind;
+    /// The loss bound to the targets.
+    fn data(&self) -> LossImage<'_>;
+    /// Predictions at `vars` (`n x c`).
+    fn predict(&self, vars: &[f64]) -> Result<Vec<f64>>;
+    /// `A^T theta` of the prediction operator (`theta` is `n x c`).
+    fn prediction_adjoint(&self, theta: &[f64], out: &mut [f64]);
+    /// Convex objective at `vars`.
+    fn objective(&self, vars: &[f64]) -> Result<f64>;
+    /// Largest relative cone-constraint violation at `vars`.
+    fn violation(&self, vars: &[f64]) -> Result<f64>;
+}
+
+impl FaceProgram for TwoLayerProgram<'_> {
+    fn x(&self) -> &Matrix {
+        TwoLayerProgram::x(self)
+    }
+    fn pooled_rows(&self) -> usize {
+        1
+    }
+    fn y(&self) -> &[f64] {
+        TwoLayerProgram::y(self)
+    }
+    fn masks(&self) -> &Masks {
+        TwoLayerProgram::masks(self)
+    }
+    fn loss(&self) -> LossKind {
+        TwoLayerProgram::loss(self)
+    }
+    fn lambda(&self) -> f64 {
+        TwoLayerProgram::lambda(self)
+    }
+    fn outputs(&self) -> usize {
+        TwoLayerProgram::outputs(self)
+    }
+    fn model(&self) -> ModelKind {
+        TwoLayerProgram::model(self)
+    }
+    fn data(&self) -> LossImage<'_> {
+        TwoLayerProgram::data(self)
+    }
+    fn predict(&self, vars: &[f64]) -> Result<Vec<f64>> {
+        TwoLayerProgram::predict(self, vars)
+    }
+    fn prediction_adjoint(&self, theta: &[f64], out: &mut [f64]) {
+        self.prediction_operator().adjoint(theta, out);
+    }
+    fn objective(&self, vars: &[f64]) -> Result<f64> {
+        TwoLayerProgram::objective(self, vars)
+    }
+    fn violation(&self, vars: &[f64]) -> Result<f64> {
+        TwoLayerProgram::violation(self, vars)
+    }
+}
 
 /// For group `g` of pattern `i` with activations `X u_g`, the pattern rows to hold at zero.
 pub type TightRows<'a> = dyn Fn(usize, usize, &[f64]) -> Vec<usize> + 'a;
@@ -41,8 +125,8 @@ struct FaceGroup {
 /// `w_g` (`u_g = basis_g w_g`), so damped Newton converges quadratically. Returns `None` when
 /// the face cannot be handled (too many variables, factorization failure); the caller keeps the
 /// result only if it is no worse.
-pub fn polish(
-    p: &TwoLayerProgram<'_>,
+pub fn polish<P: FaceProgram + ?Sized>(
+    p: &P,
     weights: &Matrix,
     tight_rows: &TightRows<'_>,
 ) -> Option<Face> {
@@ -53,11 +137,17 @@ pub fn polish(
     let np = masks.len();
     let groups = weights.ncols();
     let group = |g: usize| if g < np { (g, 1.0) } else { (g - np, -1.0) };
-    let (n, d) = (x.nrows(), x.ncols());
+    let (nrows, d) = (x.nrows(), x.ncols());
+    let n = y.len();
+    if n == 0 || nrows % n != 0 || nrows / n != p.pooled_rows() {
+        return None;
+    }
     let inv_n = 1.0 / n as f64;
     let relu = p.model() == ModelKind::Relu;
     let z0 = p.predict(weights.as_slice()).ok()?;
     let (dl0, _) = loss_derivatives(loss, &z0, y);
+    // Row `r` of `X` belongs to sample `r % n`: the loss derivative repeated over the pooled rows.
+    let dl0_rows: Vec<f64> = (0..nrows).map(|r| dl0[r % n]).collect();
 
     let mut face: Vec<FaceGroup> = Vec::new();
     let mut m = 0;
@@ -65,7 +155,7 @@ pub fn polish(
         let u = weights.col(g);
         let nu = crate::linalg::norm2(u);
         let (i, sign) = group(g);
-        let grad: Vec<f64> = masked_xt(x, masks, i, &dl0)
+        let grad: Vec<f64> = masked_xt(x, masks, i, &dl0_rows)
             .into_iter()
             .map(|v| sign * v * inv_n)
             .collect();
@@ -85,7 +175,7 @@ pub fn polish(
                     .collect();
                 let xu = x.matvec(&basis.matvec(&coef));
                 let scale = xu.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-                let bad: Vec<usize> = (0..n)
+                let bad: Vec<usize> = (0..nrows)
                     .filter(|&j| sigma(j) * xu[j] < -1e-12 * scale && !rows.contains(&j))
                     .collect();
                 if bad.is_empty() {
@@ -98,7 +188,13 @@ pub fn polish(
         } else {
             identity(d)
         };
-        if basis.ncols() == 0 {
+        // A group whose weights lie (almost) off its face leaves it: Newton cannot start at
+        // a zero group norm.
+        let kept = (0..basis.ncols())
+            .map(|c| crate::linalg::dot(basis.col(c), u).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        if basis.ncols() == 0 || kept <= 1e-9 * nu {
             continue;
         }
         face.push(FaceGroup {
@@ -129,15 +225,15 @@ pub fn polish(
         });
     }
 
-    // B = [sign_g D_i X basis_g]_g (n x m): z = B w.
+    // B = [sign_g P D_i X basis_g]_g (n x m): z = B w (P sums the pooled rows of a sample).
     let mut b = Matrix::zeros(n, m);
     for f in &face {
         let xb = x.matmul(&f.basis);
         for c in 0..f.basis.ncols() {
             let dst = b.col_mut(f.off + c);
-            for (j, (o, &v)) in dst.iter_mut().zip(xb.col(c)).enumerate() {
-                if masks.get(j, f.pattern) {
-                    *o = f.sign * v;
+            for (r, &v) in xb.col(c).iter().enumerate() {
+                if masks.get(r, f.pattern) {
+                    dst[r % n] += f.sign * v;
                 }
             }
         }
@@ -250,6 +346,65 @@ pub fn polish(
     Some(Face {
         weights: to_weights(&w),
         groups: face.into_iter().map(|f| (f.g, f.basis.ncols())).collect(),
+    })
+}
+
+/// Largest relative constraint violation a polished point may keep (rounding on its face).
+const POLISH_FEASIBILITY: f64 = 1e-12;
+/// Extra active-set rounds of the polish.
+const POLISH_ROUNDS: usize = 8;
+
+/// Newton polish of a solver's point on its face (active groups; rows whose constraint value is
+/// within `1e-6` of the largest one in size counted tight), kept only when feasible up to
+/// rounding, with its KKT dual bound ([`crate::certificate::relu_kkt_dual_bound`]). `None` when
+/// the face cannot be polished (several outputs, too many variables, an infeasible result).
+pub fn polish_and_certify<P: FaceProgram + ?Sized>(p: &P, vars: &[f64]) -> Option<Solution> {
+    let d = p.x().ncols();
+    let w = Matrix::from_col_major(d, vars.len() / d.max(1), vars.to_vec())?;
+    let masks = p.masks();
+    let tight = |_g: usize, i: usize, xu: &[f64]| -> Vec<usize> {
+        let scale = xu.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+        (0..xu.len())
+            .filter(|&j| {
+                let s = if masks.get(j, i) { 1.0 } else { -1.0 };
+                s * xu[j] <= 1e-6 * scale
+            })
+            .collect()
+    };
+    // A Newton step blocked by a row that was not held at zero stops near that row; the next
+    // round holds it (an active-set sweep), until the objective stops improving.
+    let mut face = polish(p, &w, &tight)?.weights;
+    let mut best = p.objective(face.as_slice()).ok()?;
+    for _ in 0..POLISH_ROUNDS {
+        let Some(next) = polish(p, &face, &tight).map(|f| f.weights) else {
+            break;
+        };
+        let f = p.objective(next.as_slice()).ok()?;
+        if f >= best {
+            break;
+        }
+        best = f;
+        face = next;
+    }
+    let x = face.into_vec();
+    // Rows on the face are zero up to rounding; anything larger is a failed polish.
+    let violation = p.violation(&x).ok()?;
+    if violation > POLISH_FEASIBILITY {
+        return None;
+    }
+    let objective = p.objective(&x).ok()?;
+    let dual = crate::certificate::relu_kkt_dual_bound(p, &x).ok()?;
+    Some(Solution {
+        x,
+        status: Status::Converged,
+        objective,
+        dual_bound: dual,
+        violation,
+        iterations: 0,
+        seconds: 0.0,
+        trace: Vec::new(),
+        multipliers: None,
+        step: None,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The two-layer programs of DESIGN section 1: gated ReLU (group lasso) and ReLU
 //! (cone-constrained group lasso) over a fixed set of activation patterns.
 
-use super::polish::polish;
+use super::polish::polish_and_certify;
 use super::{ModelKind, OutputMode};
 use crate::error::{CvxnnError, Result};
 use crate::linalg::{Matrix, Matrix32};
@@ -12,11 +12,6 @@ use crate::penalty::{GroupL2, NuclearNorm, Regularizer};
 use crate::solver::augmented_lagrangian::{relative_violation, solve_cone_constrained, PolishHook};
 use crate::solver::fista::{solve_group_lasso, ImageFunction, LossImage};
 
-/// Largest relative constraint violation a polished point may keep (rounding on its face).
-const POLISH_FEASIBILITY: f64 = 1e-12;
-/// Extra active-set rounds of the polish.
-const POLISH_ROUNDS: usize = 8;
-use crate::certificate::relu_kkt_dual_bound;
 use crate::solver::{Multipliers, Precision, Progress, Solution, SolverSettings, Status};
 
 /// Tightest gap the single-precision phase aims for. It also ends when its line search fails
@@ -502,7 +497,7 @@ impl<'a> TwoLayerProgram<'a> {
         multipliers: Option<&Multipliers>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Solution {
-        let hook = |x: &[f64]| self.polish_and_certify(x);
+        let hook = |x: &[f64]| polish_and_certify(self, x);
         // The Newton polish and its KKT bound are written for one output; with several, the
         // augmented Lagrangian's own gap certifies.
         let hook = (self.outputs == 1).then_some(&hook as &PolishHook<'_>);
@@ -516,58 +511,5 @@ impl<'a> TwoLayerProgram<'a> {
             hook,
             progress,
         )
-    }
-
-    /// Newton polish of an augmented-Lagrangian point on its face (active groups; rows whose
-    /// constraint value is within `1e-6` of the largest one in size counted tight), kept only
-    /// when feasible up to rounding, with its KKT dual bound.
-    fn polish_and_certify(&self, vars: &[f64]) -> Option<Solution> {
-        let (d, p) = (self.x.ncols(), self.masks.len());
-        let w = Matrix::from_col_major(d, 2 * p, vars.to_vec())?;
-        let masks = self.masks;
-        let tight = |_g: usize, i: usize, xu: &[f64]| -> Vec<usize> {
-            let scale = xu.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-            (0..xu.len())
-                .filter(|&j| {
-                    let s = if masks.get(j, i) { 1.0 } else { -1.0 };
-                    s * xu[j] <= 1e-6 * scale
-                })
-                .collect()
-        };
-        // A Newton step blocked by a row that was not held at zero stops near that row; the
-        // next round holds it (an active-set sweep), until the objective stops improving.
-        let mut face = polish(self, &w, &tight)?.weights;
-        let mut best = self.objective(face.as_slice()).ok()?;
-        for _ in 0..POLISH_ROUNDS {
-            let Some(next) = polish(self, &face, &tight).map(|f| f.weights) else {
-                break;
-            };
-            let f = self.objective(next.as_slice()).ok()?;
-            if f >= best {
-                break;
-            }
-            best = f;
-            face = next;
-        }
-        let x = face.into_vec();
-        // Rows on the face are zero up to rounding; anything larger is a failed polish.
-        let violation = self.violation(&x).ok()?;
-        if violation > POLISH_FEASIBILITY {
-            return None;
-        }
-        let objective = self.objective(&x).ok()?;
-        let dual = relu_kkt_dual_bound(self, &x).ok()?;
-        Some(Solution {
-            x,
-            status: Status::Converged,
-            objective,
-            dual_bound: dual,
-            violation,
-            iterations: 0,
-            seconds: 0.0,
-            trace: Vec::new(),
-            multipliers: None,
-            step: None,
-        })
     }
 }

@@ -136,6 +136,25 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     let mut best_dual = f64::NEG_INFINITY;
     let mut total = 0usize;
     let mut trace: Vec<Progress> = Vec::new();
+    // A feasible warm start (a trained network mapped into the program) is polished first: on
+    // the optimal face that certifies at once, and otherwise the outer loop starts from the
+    // polished point when it is no worse (its KKT bound is valid either way).
+    if let Some(hook) = polish.filter(|_| x0.iter().any(|v| *v != 0.0)) {
+        let mut img = vec![0.0; map.image_len()];
+        map.apply(x0, &mut img);
+        if relative_violation(&img[n..]) <= POLISH_BELOW {
+            if let Some(p) = hook(x0) {
+                if p.relative_gap() <= settings.tol {
+                    let multipliers = Multipliers { gamma, rho };
+                    return certified(p, best_dual, 0, start, trace, multipliers, progress);
+                }
+                best_dual = best_dual.max(p.dual_bound);
+                if p.objective <= data.value(&img[..n]) + penalty.value(x0) {
+                    x = p.x;
+                }
+            }
+        }
+    }
     let mut last = Progress {
         iteration: 0,
         objective: f64::INFINITY,
@@ -202,23 +221,9 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         }
         if let Some(hook) = polish.filter(|_| last.violation <= POLISH_BELOW) {
             // A polished point whose certificate meets the tolerance ends the solve.
-            if let Some(mut p) = hook(&x).filter(|p| p.relative_gap() <= settings.tol) {
-                p.dual_bound = p.dual_bound.max(best_dual);
-                p.status = Status::Converged;
-                p.iterations = total;
-                p.seconds = start.elapsed().as_secs_f64();
-                last = Progress {
-                    iteration: total,
-                    objective: p.objective,
-                    dual_bound: p.dual_bound,
-                    relative_gap: p.relative_gap(),
-                    violation: p.violation,
-                };
-                trace.push(last);
-                progress(&last);
-                p.trace = trace;
-                p.multipliers = Some(Multipliers { gamma, rho });
-                return p;
+            if let Some(p) = hook(&x).filter(|p| p.relative_gap() <= settings.tol) {
+                let multipliers = Multipliers { gamma, rho };
+                return certified(p, best_dual, total, start, trace, multipliers, progress);
             }
         }
         if out.numerical_error {
@@ -250,4 +255,33 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
         multipliers: Some(Multipliers { gamma, rho }),
         step: Some(step),
     }
+}
+
+/// The solution of a polished point that met the tolerance, with the solve's best bound,
+/// iteration count, time, trace and multipliers.
+fn certified(
+    mut p: Solution,
+    best_dual: f64,
+    total: usize,
+    start: std::time::Instant,
+    mut trace: Vec<Progress>,
+    multipliers: Multipliers,
+    progress: &mut dyn FnMut(&Progress),
+) -> Solution {
+    p.dual_bound = p.dual_bound.max(best_dual);
+    p.status = Status::Converged;
+    p.iterations = total;
+    p.seconds = start.elapsed().as_secs_f64();
+    let last = Progress {
+        iteration: total,
+        objective: p.objective,
+        dual_bound: p.dual_bound,
+        relative_gap: p.relative_gap(),
+        violation: p.violation,
+    };
+    trace.push(last);
+    progress(&last);
+    p.trace = trace;
+    p.multipliers = Some(multipliers);
+    p
 }

@@ -71,7 +71,8 @@ pub fn relu_kkt_dual_bound<P: FaceProgram + ?Sized>(prog: &P, vars: &[f64]) -> c
                 }
             }
             let sq = *sigma_sq.get_or_insert_with(|| x_norm_sq(x));
-            cone_projection_norm(x, &s, gi, mu0, sq, lambda)
+            // Stop once below the largest norm so far: the bound depends only on the maximum.
+            cone_projection_norm(x, &s, gi, mu0, sq, lambda.max(worst))
         };
         worst = worst.max(norm);
     }
@@ -251,16 +252,14 @@ pub(crate) fn cone_projection_norm(
     let mut best = f64::INFINITY;
     let mut t = 1.0f64;
     let mut r = vec![0.0; d];
+    let mut spt = vec![0.0; x.nrows()];
     for _ in 0..CONE_PROJECTION_ITERS {
-        // r = g - C^T pt
-        r.copy_from_slice(g);
-        for (j, &m) in pt.iter().enumerate() {
-            if m != 0.0 {
-                let f = m * s(j);
-                for (k, rk) in r.iter_mut().enumerate() {
-                    *rk -= f * x.get(j, k);
-                }
-            }
+        // r = g - C^T pt = g - X^T (s .* pt), by columns of the column-major X.
+        for (j, (w, &m)) in spt.iter_mut().zip(&pt).enumerate() {
+            *w = if m != 0.0 { m * s(j) } else { 0.0 };
+        }
+        for (k, (rk, &gk)) in r.iter_mut().zip(g).enumerate() {
+            *rk = gk - crate::linalg::dot(x.col(k), &spt);
         }
         best = best.min(crate::linalg::norm2(&r));
         if best <= target {

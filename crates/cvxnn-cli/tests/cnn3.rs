@@ -110,17 +110,19 @@ fn cnn3_bad_arguments_name_the_argument() {
 
 /// `info` prints the three-layer architecture and the report's certificate; `certify` at the
 /// training lambda reproduces the training run's rebuilt-network objective (recomputed from the
-/// saved files), bounds it from below with a small gap over all patterns of both layers
-/// (global, path penalty), and at another lambda proves the same network is not optimal.
+/// saved files), bounds it from below within the tolerance over all patterns of both layers
+/// (global, path penalty), and at a tenth of the lambda proves the same network not optimal.
 #[test]
 fn cnn3_info_and_certify_the_trained_model() {
     let dir = TempDir::new("cnn3-certify");
     let data = signals_csv(&dir);
     let out_dir = dir.join("model");
+    // lambda 0.5 converges in ~3k iterations (2 s); 5e-2 needs more than 10k.
     let trained = ok_json(&run(
-        "train --model cnn3-relu --input-shape 1,5 --kernel 2 --no-bias --patterns exact --second-layer-patterns exact --lambda 5e-2 --test-fraction 0 --max-iter 10000 --tol 1e-5 --json --quiet",
+        "train --model cnn3-relu --input-shape 1,5 --kernel 2 --no-bias --patterns exact --second-layer-patterns exact --lambda 5e-1 --test-fraction 0 --max-iter 10000 --tol 1e-6 --json --quiet",
         &[("--data", &data), ("--out", &out_dir)],
     ));
+    assert_eq!(trained["status"], "converged", "{trained}");
     let info = run("info", &[("--model", &out_dir)]);
     assert!(info.status.success(), "{}", stderr(&info));
     let text = String::from_utf8_lossy(&info.stdout);
@@ -133,12 +135,14 @@ fn cnn3_info_and_certify_the_trained_model() {
     );
 
     let cert = |words: &str| {
-        ok_json(&run(
-            &format!("certify --max-iter 10000 --tol 1e-5 --json --quiet {words}"),
+        let out = run(
+            &format!("certify --tol 1e-6 --json --quiet {words}"),
             &[("--model", &out_dir), ("--data", &data)],
-        ))
+        );
+        let summary = stderr(&out);
+        (ok_json(&out), summary)
     };
-    let r = cert("--lambda 5e-2");
+    let (r, summary) = cert("--lambda 5e-1 --max-iter 10000");
     let net = num(&r, "network_objective");
     let from_training = num(&trained, "network_objective");
     assert!(
@@ -148,27 +152,24 @@ fn cnn3_info_and_certify_the_trained_model() {
     assert_eq!(r["certificate"], "global", "{r}");
     let lb = num(&r, "lower_bound");
     assert!(lb <= net * (1.0 + 1e-9), "bound {lb} > {net}");
-    assert!(num(&r, "relative_gap") <= 1e-3, "{r}");
+    assert!(num(&r, "relative_gap") <= 1e-5, "{r}");
     let words = r["exact_for"].as_str().expect("exact_for");
     assert!(words.contains("path penalty"), "{words}");
-    // Ten times the lambda: not optimal there.
-    let other = cert("--lambda 5e-1");
+    // The summary (stderr with --json) names what the bound holds for.
+    assert!(
+        summary.contains("bound for    three-layer CNNs"),
+        "{summary}"
+    );
+    // A tenth of the lambda: not optimal there (the bound is valid at any iteration).
+    let (other, _) = cert("--lambda 5e-2 --max-iter 1000");
     assert!(num(&other, "lower_bound") < num(&other, "network_objective"));
-    assert!(num(&other, "relative_gap") > 1e-3, "{other}");
+    assert!(num(&other, "relative_gap") > 1e-2, "{other}");
     assert_eq!(other["optimal"], false);
     // Sampled patterns of both layers: the network's own are added, the certificate says so.
-    let s = cert("--lambda 5e-2 --patterns 2 --second-layer-patterns 1");
+    let (s, _) = cert("--lambda 5e-1 --patterns 2 --second-layer-patterns 1 --max-iter 1000");
     assert_eq!(s["certificate"], "sampled-patterns", "{s}");
     assert!(num(&s, "network_patterns_added") >= 1.0, "{s}");
     assert!(num(&s, "lower_bound") <= num(&s, "network_objective") * (1.0 + 1e-9));
-    // The summary line names what the bound holds for.
-    let plain = run(
-        "certify --lambda 5e-2 --max-iter 10000 --tol 1e-5 --quiet",
-        &[("--model", &out_dir), ("--data", &data)],
-    );
-    assert!(plain.status.success(), "{}", stderr(&plain));
-    let text = String::from_utf8_lossy(&plain.stdout);
-    assert!(text.contains("bound for    three-layer CNNs"), "{text}");
     // Bad inputs: a column short, --second-layer-patterns 0.
     let short: String = std::fs::read_to_string(&data)
         .expect("csv")

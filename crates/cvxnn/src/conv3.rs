@@ -497,7 +497,7 @@ pub fn certify(
         exact_for: Some(exact_for),
         convex_neurons: convex.n_filters(),
         patterns: first.len(),
-        network_patterns_added: added_first + added_second,
+        network_patterns_added: added_first,
         neurons: design.n_filters(),
         loss,
         task: meta.task,

@@ -517,6 +517,11 @@ pub struct CertifyArgs {
     /// With --patterns exact: refuse when the predicted pattern count exceeds this.
     #[arg(long, default_value_t = 100_000)]
     pub max_patterns: usize,
+    /// cnn3-relu models: second-layer (sample) patterns of the bound, a count N or `exact`
+    /// (all 2^n - 1; the default for n <= 14 samples, else 20 sampled); the network's own are
+    /// always added.
+    #[arg(long, value_name = "N|exact")]
+    pub second_layer_patterns: Option<String>,
     /// Solver of the convex program.
     #[arg(long, value_enum, default_value_t = SolverArg::Auto)]
     pub solver: SolverArg,

@@ -9,8 +9,13 @@ use cvxnn::data::{read_features, read_table};
 use cvxnn::estimator::PatternSource;
 use cvxnn::solver::{Precision, SolverSettings};
 
-use crate::args::{LambdaArg, ModelArg, PatternsArg, PrecisionArg, PredictArgs, TrainArgs};
-use crate::commands::{loss_arg, metrics_line, refuse_occupied_out, task_arg, write_predictions};
+use crate::args::{
+    CertifyArgs, InfoArgs, LambdaArg, ModelArg, PatternsArg, PrecisionArg, PredictArgs, TrainArgs,
+};
+use crate::commands::{
+    certify_config, certify_table, loss_arg, metrics_line, print_certificate, print_certify,
+    print_labels, refuse_occupied_out, task_arg, write_predictions,
+};
 use crate::progress::SolveProgress;
 
 /// Parses `1,L` (one channel of length `L`).
@@ -177,4 +182,50 @@ pub(crate) fn run_predict_circular(a: PredictArgs) -> Result<()> {
         &model.meta.target,
         metrics.as_ref(),
     )
+}
+
+/// `cvxnn info` on a circular-CNN model directory.
+pub(crate) fn run_info_circular(a: &InfoArgs) -> Result<()> {
+    let model = CircularModel::load(&a.model)?;
+    let m = &model.meta;
+    println!(
+        "model        {} ({}), cvxnn {}",
+        m.model, m.architecture, m.version
+    );
+    println!(
+        "task         {}  loss {}  lambda {:e}",
+        m.task, m.loss, m.lambda
+    );
+    let patterns = match m.model {
+        CircularKind::Relu => format!("from {} patterns, seed {}", m.patterns, m.seed),
+        CircularKind::Linear => "no activation patterns".to_string(),
+    };
+    println!("channels     {} ({patterns})", m.channels);
+    println!(
+        "features     {} raw: {}",
+        m.feature_names.len(),
+        m.feature_names.join(", ")
+    );
+    println!("target       {} (scale {})", m.target, m.target_scale);
+    println!(
+        "circular     input 1,{}, full-length circular filters, features divided by {:.6}, no bias",
+        m.len, m.feature_scale
+    );
+    print_labels(m.task, m.labels.as_ref(), "one");
+    println!("pytorch      {}", m.torch_modules);
+    print_certificate(&a.model);
+    Ok(())
+}
+
+/// `cvxnn certify` on a circular-CNN model directory `dir`: the saved network's objective on
+/// `--data` and the dual bound of its program (see [`cvxnn::conv_circular::certify`]).
+pub(crate) fn run_certify_circular(a: &CertifyArgs, dir: &std::path::Path) -> Result<()> {
+    let model = CircularModel::load(dir)
+        .with_context(|| format!("reading the model directory {}", dir.display()))?;
+    let table = certify_table(a, &model.meta.feature_names, &model.meta.target)?;
+    let cfg = certify_config(a);
+    let mut progress = SolveProgress::new(a.quiet);
+    let r = cvxnn::conv_circular::certify(&table, &model, &cfg, &mut |p| progress.update(p));
+    progress.finish();
+    print_certify(a, &r?, true)
 }

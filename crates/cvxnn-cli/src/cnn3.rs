@@ -6,9 +6,14 @@ use cvxnn::data::{read_features, read_table, ConvShape};
 use cvxnn::estimator::PatternSource;
 use cvxnn::solver::{Precision, SolverSettings};
 
-use crate::args::{LambdaArg, PatternsArg, PrecisionArg, PredictArgs, TrainArgs};
+use crate::args::{
+    CertifyArgs, InfoArgs, LambdaArg, PatternsArg, PrecisionArg, PredictArgs, TrainArgs,
+};
 use crate::cnn::{parse_input_shape, parse_kernel};
-use crate::commands::{loss_arg, metrics_line, refuse_occupied_out, task_arg, write_predictions};
+use crate::commands::{
+    certify_config, certify_table, loss_arg, metrics_line, print_certificate, print_certify,
+    print_labels, refuse_occupied_out, task_arg, write_predictions,
+};
 use crate::progress::SolveProgress;
 
 /// Parses `--second-layer-patterns N|exact`.
@@ -164,4 +169,58 @@ pub(crate) fn run_predict_cnn3(a: PredictArgs) -> Result<()> {
         &model.meta.target,
         metrics.as_ref(),
     )
+}
+
+/// `cvxnn info` on a three-layer CNN model directory.
+pub(crate) fn run_info_cnn3(a: &InfoArgs) -> Result<()> {
+    let model = Cnn3Model::load(&a.model)?;
+    let m = &model.meta;
+    println!(
+        "model        cnn3-relu ({}), cvxnn {}",
+        m.architecture, m.version
+    );
+    println!(
+        "task         {}  loss {}  lambda {:e} (path penalty)",
+        m.task, m.loss, m.lambda
+    );
+    println!(
+        "network      {} filters, {} middle units (from {} x {} first- x second-layer patterns, seed {})",
+        m.filters, m.units, m.patterns, m.second_layer_patterns, m.seed
+    );
+    println!(
+        "features     {} raw: {}",
+        m.feature_names.len(),
+        m.feature_names.join(", ")
+    );
+    println!("target       {} (scale {})", m.target, m.target_scale);
+    println!(
+        "cnn          {}, {} patches (sum pooling), features divided by {:.6}, bias {}",
+        m.shape.describe(),
+        m.shape.n_patches(),
+        m.feature_scale,
+        m.bias
+    );
+    print_labels(m.task, m.labels.as_ref(), "one");
+    println!("pytorch      {}", m.torch_modules);
+    print_certificate(&a.model);
+    Ok(())
+}
+
+/// `cvxnn certify` on a three-layer CNN model directory `dir`: the saved network's
+/// path-penalty objective on `--data` and the dual bound of its program over the chosen
+/// patterns of both layers plus the network's own (see [`cvxnn::conv3::certify`]).
+pub(crate) fn run_certify_cnn3(a: &CertifyArgs, dir: &std::path::Path) -> Result<()> {
+    let second = a
+        .second_layer_patterns
+        .as_deref()
+        .map(parse_second)
+        .transpose()?;
+    let model = Cnn3Model::load(dir)
+        .with_context(|| format!("reading the model directory {}", dir.display()))?;
+    let table = certify_table(a, &model.meta.feature_names, &model.meta.target)?;
+    let cfg = certify_config(a);
+    let mut progress = SolveProgress::new(a.quiet);
+    let r = cvxnn::conv3::certify(&table, &model, &cfg, second, &mut |p| progress.update(p));
+    progress.finish();
+    print_certify(a, &r?, true)
 }

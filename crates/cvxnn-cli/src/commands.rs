@@ -258,19 +258,19 @@ pub(crate) fn load_table(data: &Path, target: &str) -> Result<(Table, SampleShap
 /// array whose samples flatten to the model's feature count (no target).
 fn load_features(
     data: &Path,
-    meta: &cvxnn::estimator::ModelMeta,
+    feature_names: &[String],
     target: &str,
 ) -> Result<(cvxnn::linalg::Matrix, Option<cvxnn::data::TargetColumn>)> {
     if !is_npy(data) {
-        return Ok(read_features(data, &meta.feature_names, target)?);
+        return Ok(read_features(data, feature_names, target)?);
     }
     let (x, sample) = read_npy_features(data)?;
-    if x.ncols() != meta.feature_names.len() {
+    if x.ncols() != feature_names.len() {
         bail!(
             "invalid argument `data`: {} holds samples of shape {sample:?} ({} values), the model takes {}",
             data.display(),
             x.ncols(),
-            meta.feature_names.len()
+            feature_names.len()
         );
     }
     Ok((x, None))
@@ -573,7 +573,7 @@ fn run_predict(a: PredictArgs) -> Result<()> {
         return crate::cnn3::run_predict_cnn3(a);
     }
     let model = TrainedModel::load(&a.model)?;
-    let (x, target) = load_features(&a.data, &model.meta, &model.meta.target)?;
+    let (x, target) = load_features(&a.data, &model.meta.feature_names, &model.meta.target)?;
     let pred = model.predict(&x)?;
     // Metrics first: a target the model cannot read (an unknown label) stops before any output.
     let metrics = match &target {
@@ -616,17 +616,6 @@ pub(crate) fn write_predictions(
     Ok(())
 }
 
-/// `Err` naming `model` for a circular-CNN model directory, which `command` does not take yet
-/// (its report already carries the convex program's dual bound).
-fn refuse_circular(dir: &Path, command: &str) -> Result<()> {
-    if cvxnn::conv_circular::is_circular_model(dir) {
-        bail!(
-            "invalid argument `model`: `cvxnn {command}` does not take circular-CNN models yet (see report.json for the dual bound)"
-        );
-    }
-    Ok(())
-}
-
 pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
@@ -635,7 +624,12 @@ fn run_info(a: InfoArgs) -> Result<()> {
     if cvxnn::linear_model::is_linear_model(&a.model) {
         return crate::linear::run_info_linear(&a);
     }
-    refuse_circular(&a.model, "info")?;
+    if cvxnn::conv_circular::is_circular_model(&a.model) {
+        return crate::circular::run_info_circular(&a);
+    }
+    if cvxnn::conv3::is_cnn3_model(&a.model) {
+        return crate::cnn3::run_info_cnn3(&a);
+    }
     let model = TrainedModel::load(&a.model)?;
     let m = &model.meta;
     println!(
@@ -674,35 +668,51 @@ fn run_info(a: InfoArgs) -> Result<()> {
             m.standardize, m.bias
         ),
     }
-    if let Some(l) = &m.labels {
-        match (m.task, l.labels()) {
-            (Task::Binary, [neg, pos]) => println!("labels       {neg} -> -1, {pos} -> +1"),
-            (_, all) => println!(
-                "labels       {} classes: {} (outputs {})",
-                all.len(),
-                all.join(", "),
-                m.output_mode
-            ),
-        }
-    }
-    let report = a.model.join("report.json");
-    if let Ok(text) = std::fs::read_to_string(&report) {
-        // Read field by field: reports of every model kind and version carry these.
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let num = |k: &str| v[k].as_f64();
-        if let (Some(o), Some(b), Some(g)) =
-            (num("objective"), num("dual_bound"), num("relative_gap"))
-        {
-            println!(
-                "certificate  objective {o:.8e}  dual bound {b:.8e}  relative gap {g:.2e} ({}, {})",
-                v["certificate"].as_str().unwrap_or("?"),
-                v["status"].as_str().unwrap_or("?")
-            );
-        } else if let Some(line) = crate::baseline::info_line(&text) {
-            println!("{line}");
-        }
-    }
+    print_labels(m.task, m.labels.as_ref(), m.output_mode);
+    print_certificate(&a.model);
     Ok(())
+}
+
+/// The `labels` line of `cvxnn info` (nothing without labels): binary `neg -> -1, pos -> +1`,
+/// multiclass the classes and how the outputs are shared.
+pub(crate) fn print_labels(
+    task: Task,
+    labels: Option<&cvxnn::data::ClassLabels>,
+    outputs: impl std::fmt::Display,
+) {
+    let Some(l) = labels else { return };
+    match (task, l.labels()) {
+        (Task::Binary, [neg, pos]) => println!("labels       {neg} -> -1, {pos} -> +1"),
+        (_, all) => println!(
+            "labels       {} classes: {} (outputs {outputs})",
+            all.len(),
+            all.join(", ")
+        ),
+    }
+}
+
+/// The `certificate` line of `cvxnn info` from `dir/report.json` (objective, dual bound,
+/// relative gap, certificate and status), or a baseline model's training line; nothing
+/// without a report. Every model kind's report is read field by field, so one helper serves all.
+pub(crate) fn print_certificate(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join("report.json")) else {
+        return;
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let num = |k: &str| v[k].as_f64();
+    if let (Some(o), Some(b), Some(g)) = (num("objective"), num("dual_bound"), num("relative_gap"))
+    {
+        let status = v["status"].as_str().unwrap_or("?");
+        let how = match v["certificate"].as_str() {
+            Some(c) => format!("{c}, {status}"),
+            None => status.to_string(),
+        };
+        println!(
+            "certificate  objective {o:.8e}  dual bound {b:.8e}  relative gap {g:.2e} ({how})"
+        );
+    } else if let Some(line) = crate::baseline::info_line(&text) {
+        println!("{line}");
+    }
 }
 
 fn conic_status_name(s: cvxnn::solver::conic::ConicStatus) -> String {
@@ -731,9 +741,27 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
             .map(Path::to_path_buf)
     };
     // A dense network (with or without a model directory), or a whole CNN model.
+    if let Some(d) = dir.as_deref() {
+        let whole = |kind: &str| -> Result<()> {
+            if model_path.is_file() {
+                bail!("invalid argument `model`: certify a {kind} model by its model directory");
+            }
+            refuse_preprocessing_flags(&a, kind)
+        };
+        if cvxnn::conv_circular::is_circular_model(d) {
+            whole("circular-CNN")?;
+            return crate::circular::run_certify_circular(&a, d);
+        }
+        if cvxnn::conv3::is_cnn3_model(d) {
+            whole("cnn3-relu")?;
+            return crate::cnn3::run_certify_cnn3(&a, d);
+        }
+    }
+    if a.second_layer_patterns.is_some() {
+        bail!("invalid argument `second-layer-patterns`: applies to cnn3-relu models only");
+    }
     let (net, meta, cnn) = match &dir {
         Some(d) => {
-            refuse_circular(d, "certify")?;
             let m = TrainedModel::load(d)
                 .with_context(|| format!("reading the model directory {}", d.display()))?;
             if m.meta.conv.is_some() {
@@ -756,32 +784,59 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
         ),
     };
     let table = match &meta {
-        Some(m) => {
-            let target = a.target.clone().unwrap_or_else(|| m.target.clone());
-            let (x, t) = if is_npy(&a.data) {
-                let (t, _) = load_table(&a.data, &target)?;
-                load_features(&a.data, m, &target)?;
-                (t.features, Some(t.target))
-            } else {
-                read_features(&a.data, &m.feature_names, &target)?
-            };
-            let Some(t) = t else {
-                bail!(
-                    "{}: target column `{target}` not found (certify needs the targets)",
-                    a.data.display()
-                );
-            };
-            cvxnn::data::Table {
-                path: a.data.clone(),
-                feature_names: m.feature_names.clone(),
-                features: x,
-                target_name: target,
-                target: t,
-            }
-        }
+        Some(m) => certify_table(&a, &m.feature_names, &m.target)?,
         None => load_table(&a.data, a.target.as_deref().unwrap_or("y"))?.0,
     };
-    let cfg = CertifyConfig {
+    let cfg = certify_config(&a);
+    let mut progress = SolveProgress::new(a.quiet);
+    let r = match (&cnn, &net) {
+        (Some(m), _) => cvxnn::conv::certify(&table, m, &cfg, &mut |p| progress.update(p)),
+        (None, Some(net)) => certify(&table, net, meta.as_ref(), &cfg, &mut |p| {
+            progress.update(p)
+        }),
+        (None, None) => {
+            progress.finish();
+            bail!("internal: no network to certify")
+        }
+    };
+    progress.finish();
+    print_certify(&a, &r?, meta.is_some())
+}
+
+/// The table `certify` reads for a model with these raw `feature_names`: a CSV with those
+/// columns and the target (`--target`, else the model's `target`), or a `.npy` array of
+/// samples with its targets file.
+pub(crate) fn certify_table(
+    a: &CertifyArgs,
+    feature_names: &[String],
+    target: &str,
+) -> Result<cvxnn::data::Table> {
+    let target = a.target.clone().unwrap_or_else(|| target.to_string());
+    let (x, t) = if is_npy(&a.data) {
+        let (t, _) = load_table(&a.data, &target)?;
+        load_features(&a.data, feature_names, &target)?;
+        (t.features, Some(t.target))
+    } else {
+        read_features(&a.data, feature_names, &target)?
+    };
+    let Some(t) = t else {
+        bail!(
+            "{}: target column `{target}` not found (certify needs the targets)",
+            a.data.display()
+        );
+    };
+    Ok(cvxnn::data::Table {
+        path: a.data.clone(),
+        feature_names: feature_names.to_vec(),
+        features: x,
+        target_name: target,
+        target: t,
+    })
+}
+
+/// The library's [`CertifyConfig`] from the command line.
+pub(crate) fn certify_config(a: &CertifyArgs) -> CertifyConfig {
+    CertifyConfig {
         task: task_arg(a.task),
         loss: loss_arg(a.loss),
         lambda: a.lambda,
@@ -798,24 +853,34 @@ fn run_certify(a: CertifyArgs) -> Result<()> {
             ..SolverSettings::default()
         },
         solver_choice: solver_choice(a.solver),
-    };
-    let mut progress = SolveProgress::new(a.quiet);
-    let r = match (&cnn, &net) {
-        (Some(m), _) => cvxnn::conv::certify(&table, m, &cfg, &mut |p| progress.update(p)),
-        (None, Some(net)) => certify(&table, net, meta.as_ref(), &cfg, &mut |p| {
-            progress.update(p)
-        }),
-        (None, None) => {
-            progress.finish();
-            bail!("internal: no network to certify")
+    }
+}
+
+/// Refuses the `certify` flags a saved model of `kind` has no use for (its preprocessing and
+/// task come from its model directory), by name.
+pub(crate) fn refuse_preprocessing_flags(a: &CertifyArgs, kind: &str) -> Result<()> {
+    for (set, name) in [
+        (a.no_standardize, "no-standardize"),
+        (a.no_bias, "no-bias"),
+        (a.no_scale_target, "no-scale-target"),
+    ] {
+        if set {
+            bail!("invalid argument `{name}`: a {kind} model brings its own preprocessing");
         }
-    };
-    progress.finish();
-    let r = r?;
-    let summary = certify_summary(&a, &r, meta.is_some());
+    }
+    if a.second_layer_patterns.is_some() && kind != "cnn3-relu" {
+        bail!("invalid argument `second-layer-patterns`: applies to cnn3-relu models only");
+    }
+    Ok(())
+}
+
+/// Prints a certify report: the summary (stdout, or stderr with `--json` and the JSON on
+/// stdout). `from_dir`: the preprocessing came from a model directory.
+pub(crate) fn print_certify(a: &CertifyArgs, r: &CertifyReport, from_dir: bool) -> Result<()> {
+    let summary = certify_summary(a, r, from_dir);
     if a.json {
         eprint!("{summary}");
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        println!("{}", serde_json::to_string_pretty(r)?);
     } else {
         print!("{summary}");
     }
@@ -847,6 +912,9 @@ fn certify_summary(a: &CertifyArgs, r: &CertifyReport, from_dir: bool) -> String
         "  lower bound  {:.8e}   ({}, {} patterns incl. {} from the network)\n",
         r.lower_bound, r.certificate, r.patterns, r.network_patterns_added
     );
+    if let Some(w) = &r.exact_for {
+        s += &format!("  bound for    {w}\n");
+    }
     s += &format!(
         "  gap          {:.2e}, relative {:.2e}\n",
         r.gap, r.relative_gap

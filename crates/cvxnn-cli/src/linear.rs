@@ -224,18 +224,7 @@ pub(crate) fn run_info_linear(a: &InfoArgs) -> Result<()> {
         );
     }
     println!("pytorch      {}", m.torch_modules);
-    if let Ok(text) = std::fs::read_to_string(a.model.join("report.json")) {
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let num = |k: &str| v[k].as_f64();
-        if let (Some(o), Some(b), Some(g)) =
-            (num("objective"), num("dual_bound"), num("relative_gap"))
-        {
-            println!(
-                "certificate  objective {o:.8e}  dual bound {b:.8e}  relative gap {g:.2e} ({})",
-                v["status"].as_str().unwrap_or("?")
-            );
-        }
-    }
+    crate::commands::print_certificate(&a.model);
     Ok(())
 }
 

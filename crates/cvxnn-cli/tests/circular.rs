@@ -129,3 +129,155 @@ fn circular_bad_arguments_name_the_argument() {
         );
     }
 }
+
+/// Relative difference `|a - b| / max(|a|, |b|, tiny)`.
+fn rel_diff(a: f64, b: f64) -> f64 {
+    (a - b).abs() / a.abs().max(b.abs()).max(1e-300)
+}
+
+/// `info` on both circular models prints the architecture and the report's certificate, and
+/// `certify` at the training lambda reproduces the training run's rebuilt-network objective
+/// (an independent recomputation from the saved files), bounds it from below with a small gap,
+/// while at a tenth of the lambda the same network is provably not optimal.
+#[test]
+fn circular_info_and_certify_the_trained_models() {
+    let dir = TempDir::new("circ-certify");
+    let data = signals_csv(&dir);
+    for (model, extra) in [
+        ("circular-cnn", "--patterns 10 --tol 1e-6"),
+        ("circular-linear-cnn", "--tol 1e-9"),
+    ] {
+        let out_dir = dir.join(model);
+        let out = run(
+            &format!(
+                "train --model {model} --input-shape 1,6 --lambda 1e-2 --test-fraction 0 --max-iter 100000 --json --quiet {extra}"
+            ),
+            &[("--data", &data), ("--out", &out_dir)],
+        );
+        let trained = ok_json(&out);
+        assert_eq!(trained["status"], "converged", "{model}: {trained}");
+
+        let info = run("info", &[("--model", &out_dir)]);
+        assert!(info.status.success(), "{}", stderr(&info));
+        let text = String::from_utf8_lossy(&info.stdout);
+        assert!(text.contains(&format!("model        {model}")), "{text}");
+        assert!(text.contains("input 1,6"), "{text}");
+        assert!(text.contains("lambda 1e-2"), "{text}");
+        assert!(
+            text.contains(&format!("dual bound {:.8e}", num(&trained, "dual_bound"))),
+            "{text}"
+        );
+
+        let patterns = if model == "circular-cnn" {
+            "--patterns 10"
+        } else {
+            ""
+        };
+        let cert = |lambda: &str| {
+            let out = run(
+                &format!("certify --lambda {lambda} --tol 1e-6 --json --quiet {patterns}"),
+                &[("--model", &out_dir), ("--data", &data)],
+            );
+            (ok_json(&out), stderr(&out))
+        };
+        let (r, summary) = cert("1e-2");
+        // The summary (stderr with --json) says what the bound holds for.
+        assert!(
+            summary.contains("bound for    ") && summary.contains("circular"),
+            "{summary}"
+        );
+        let net = num(&r, "network_objective");
+        assert!(
+            rel_diff(net, num(&trained, "network_objective")) <= 1e-10,
+            "{model}: certify's objective {net} vs training's {}",
+            num(&trained, "network_objective")
+        );
+        let lb = num(&r, "lower_bound");
+        assert!(lb <= net * (1.0 + 1e-9), "{model}: bound {lb} > {net}");
+        assert!(num(&r, "relative_gap") <= 1e-4, "{model}: {r}");
+        assert!(num(&r, "balanced_objective") <= net * (1.0 + 1e-12));
+        assert!(r["exact_for"]
+            .as_str()
+            .is_some_and(|s| s.contains("circular")));
+        if model == "circular-linear-cnn" {
+            assert_eq!(r["certificate"], "global");
+            assert_eq!(num(&r, "patterns"), 0.0);
+        } else {
+            assert_eq!(r["certificate"], "sampled-patterns");
+            assert!(num(&r, "patterns") >= 1.0);
+        }
+        // A tenth of the lambda: the same network is far from that problem's optimum.
+        let (other, _) = cert("1e-3");
+        assert!(num(&other, "lower_bound") < num(&other, "network_objective"));
+        assert!(num(&other, "relative_gap") > 1e-3, "{model}: {other}");
+        assert_eq!(other["optimal"], false);
+    }
+}
+
+/// Bad certify inputs for a circular model stop with an error naming the problem.
+#[test]
+fn circular_certify_bad_inputs_are_named() {
+    let dir = TempDir::new("circ-certify-bad");
+    let data = signals_csv(&dir);
+    let out_dir = dir.join("model");
+    let out = run(
+        "train --model circular-linear-cnn --input-shape 1,6 --lambda 1e-2 --test-fraction 0 --quiet",
+        &[("--data", &data), ("--out", &out_dir)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&data).expect("read csv");
+    // A column short, and a NaN cell.
+    let short: String = text
+        .lines()
+        .map(|l| l.split(',').skip(1).collect::<Vec<_>>().join(","))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let short_path = dir.join("short.csv");
+    std::fs::write(&short_path, short).expect("write");
+    let nan_lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 3 {
+                let mut cells: Vec<&str> = l.split(',').collect();
+                cells[2] = "nan";
+                cells.join(",")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let nan_path = dir.join("nan.csv");
+    std::fs::write(&nan_path, nan_lines.join("\n")).expect("write");
+    for (path, words, needle) in [
+        (&short_path, "", "s0"),
+        (&nan_path, "", "line 4"),
+        (&data, "--lambda 0", "`lambda`"),
+        (&data, "--no-bias", "`no-bias`"),
+        (
+            &data,
+            "--second-layer-patterns 3",
+            "`second-layer-patterns`",
+        ),
+        (&data, "--solver conic", "`solver`"),
+    ] {
+        let lambda = if words.contains("--lambda") {
+            ""
+        } else {
+            "--lambda 1e-2"
+        };
+        let out = run(
+            &format!("certify --quiet {lambda} {words}"),
+            &[("--model", &out_dir), ("--data", path)],
+        );
+        assert!(!out.status.success(), "{words} should fail");
+        assert!(stderr(&out).contains(needle), "{words}: {}", stderr(&out));
+    }
+    let file = out_dir.join("model.safetensors");
+    let out = run(
+        "certify --quiet --lambda 1e-2",
+        &[("--model", &file), ("--data", &data)],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("`model`"), "{}", stderr(&out));
+}

@@ -107,3 +107,92 @@ fn cnn3_bad_arguments_name_the_argument() {
         );
     }
 }
+
+/// `info` prints the three-layer architecture and the report's certificate; `certify` at the
+/// training lambda reproduces the training run's rebuilt-network objective (recomputed from the
+/// saved files), bounds it from below within the tolerance over all patterns of both layers
+/// (global, path penalty), and at a tenth of the lambda proves the same network not optimal.
+#[test]
+fn cnn3_info_and_certify_the_trained_model() {
+    let dir = TempDir::new("cnn3-certify");
+    let data = signals_csv(&dir);
+    let out_dir = dir.join("model");
+    // lambda 0.5 converges in ~3k iterations (2 s); 5e-2 needs more than 10k.
+    let trained = ok_json(&run(
+        "train --model cnn3-relu --input-shape 1,5 --kernel 2 --no-bias --patterns exact --second-layer-patterns exact --lambda 5e-1 --test-fraction 0 --max-iter 10000 --tol 1e-6 --json --quiet",
+        &[("--data", &data), ("--out", &out_dir)],
+    ));
+    assert_eq!(trained["status"], "converged", "{trained}");
+    let info = run("info", &[("--model", &out_dir)]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("cnn3-relu (cnn3-sum-pool-path)"), "{text}");
+    assert!(text.contains("path penalty"), "{text}");
+    assert!(text.contains("kernel 2"), "{text}");
+    assert!(
+        text.contains(&format!("dual bound {:.8e}", num(&trained, "dual_bound"))),
+        "{text}"
+    );
+
+    let cert = |words: &str| {
+        let out = run(
+            &format!("certify --tol 1e-6 --json --quiet {words}"),
+            &[("--model", &out_dir), ("--data", &data)],
+        );
+        let summary = stderr(&out);
+        (ok_json(&out), summary)
+    };
+    let (r, summary) = cert("--lambda 5e-1 --max-iter 10000");
+    let net = num(&r, "network_objective");
+    let from_training = num(&trained, "network_objective");
+    assert!(
+        (net - from_training).abs() <= 1e-10 * net,
+        "certify's objective {net} vs training's {from_training}"
+    );
+    assert_eq!(r["certificate"], "global", "{r}");
+    let lb = num(&r, "lower_bound");
+    assert!(lb <= net * (1.0 + 1e-9), "bound {lb} > {net}");
+    assert!(num(&r, "relative_gap") <= 1e-5, "{r}");
+    let words = r["exact_for"].as_str().expect("exact_for");
+    assert!(words.contains("path penalty"), "{words}");
+    // The summary (stderr with --json) names what the bound holds for.
+    assert!(
+        summary.contains("bound for    three-layer CNNs"),
+        "{summary}"
+    );
+    // A tenth of the lambda: not optimal there (the bound is valid at any iteration).
+    let (other, _) = cert("--lambda 5e-2 --max-iter 1000");
+    assert!(num(&other, "lower_bound") < num(&other, "network_objective"));
+    assert!(num(&other, "relative_gap") > 1e-2, "{other}");
+    assert_eq!(other["optimal"], false);
+    // Sampled patterns of both layers: the network's own are added, the certificate says so.
+    let (s, _) = cert("--lambda 5e-1 --patterns 2 --second-layer-patterns 1 --max-iter 1000");
+    assert_eq!(s["certificate"], "sampled-patterns", "{s}");
+    assert!(num(&s, "network_patterns_added") >= 1.0, "{s}");
+    assert!(num(&s, "lower_bound") <= num(&s, "network_objective") * (1.0 + 1e-9));
+    // Bad inputs: a column short, --second-layer-patterns 0.
+    let short: String = std::fs::read_to_string(&data)
+        .expect("csv")
+        .lines()
+        .map(|l| l.split(',').skip(1).collect::<Vec<_>>().join(","))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let short_path = dir.join("short.csv");
+    std::fs::write(&short_path, short).expect("write");
+    let out = run(
+        "certify --lambda 5e-2 --quiet",
+        &[("--model", &out_dir), ("--data", &short_path)],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("s0"), "{}", stderr(&out));
+    let out = run(
+        "certify --lambda 5e-2 --quiet --second-layer-patterns 0",
+        &[("--model", &out_dir), ("--data", &data)],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("`second-layer-patterns`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -15,19 +15,16 @@
 //! program and rebuilt [`ConvNetwork`]); everything after the rebuild is shared.
 
 use crate::architecture::{Architecture, ConvConfig, ConvReportPart, ConvSpec, ModelNetwork};
-use crate::data::{
-    encode_target, patches, train_test_split, EncodedTarget, PoolKind, Pooling, Standardizer,
-    Table, Task,
-};
+use crate::data::{patches, PoolKind, Pooling, Standardizer, Table, Task};
 use crate::error::{CvxnnError, Result};
 use crate::estimator::{
-    certificate_name, exact_patterns, prepare_training_data, CertifyConfig, CertifyReport,
-    ModelMeta, PatternSource, Report, SolverChoice, TrainConfig, TrainOutput, TrainedModel,
-    TrainingData,
+    certificate_name, check_model_certify, exact_patterns, merge_patterns, model_targets,
+    prepare_training_data, CertifyConfig, CertifyParts, CertifyReport, ModelMeta, PatternSource,
+    Report, SolverChoice, TrainConfig, TrainOutput, TrainedModel, TrainingData,
 };
 use crate::linalg::Matrix;
 use crate::network::{ConvNetwork, Network, PooledConvNetwork};
-use crate::patterns::{sample_patterns, Masks, PatternSet};
+use crate::patterns::{sample_patterns, Masks};
 use crate::program::{
     AvgPoolProgram, ConvProgram, JointPatterns, MaxPoolProgram, ModelKind, OutputMode,
 };
@@ -760,32 +757,14 @@ pub fn certify(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<CertifyReport> {
     let start = std::time::Instant::now();
-    if !(cfg.lambda.is_finite() && cfg.lambda > 0.0) {
-        return Err(CvxnnError::arg(
-            "lambda",
-            format!("must be a finite number > 0, got {}", cfg.lambda),
-        ));
-    }
-    cfg.solver.validate()?;
+    check_model_certify(cfg)?;
     let meta = &model.meta;
     if meta.architecture.is_pooled() {
-        return Err(CvxnnError::arg(
-            "model",
-            format!(
-                "certify does not take {} models yet (their report's `exact`/`exact_for` say what the training program certifies)",
-                meta.architecture
-            ),
-        ));
+        return certify_pooled(table, model, cfg, progress, start);
     }
     let (Some(spec), Some(net)) = (&meta.conv, model.network.conv()) else {
         return Err(CvxnnError::arg("model", "not a CNN model"));
     };
-    if cfg.solver_choice == SolverChoice::Conic {
-        return Err(CvxnnError::arg(
-            "solver",
-            "the CNN models take the first-order solver",
-        ));
-    }
     if table.features.ncols() != spec.shape.input_len() {
         return Err(CvxnnError::arg(
             "data",
@@ -815,29 +794,12 @@ pub fn certify(
         ));
     }
     let task = meta.task;
-    let encoded = match (&meta.labels, task) {
-        (Some(labels), Task::Binary | Task::Multiclass) => {
-            let classes = labels.encode(&table.target)?;
-            let labels = labels.clone();
-            if task == Task::Binary {
-                EncodedTarget::Binary { labels, classes }
-            } else {
-                EncodedTarget::Multiclass { labels, classes }
-            }
-        }
-        _ => encode_target(task, &table.target)?,
-    };
     let loss = cfg.loss.unwrap_or(meta.loss);
-    let (idx, _) = train_test_split(table.features.nrows(), cfg.test_fraction, cfg.seed)?;
-    let mut y = encoded.program_targets(&idx);
     let target_scale = meta.target_scale;
-    if !(target_scale.is_finite() && target_scale > 0.0 && spec.feature_scale > 0.0) {
-        return Err(CvxnnError::arg(
-            "model",
-            "target and feature scales must be > 0",
-        ));
+    if !(spec.feature_scale.is_finite() && spec.feature_scale > 0.0) {
+        return Err(CvxnnError::arg("model", "the feature scale must be > 0"));
     }
-    y.iter_mut().for_each(|v| *v /= target_scale);
+    let (idx, y) = model_targets(table, task, meta.labels.as_ref(), target_scale, cfg)?;
     let x = scaled(&table.features.select_rows(&idx), spec.feature_scale);
     let xs = patches(&x, &spec.shape, net.bias)?;
     // The network in the program's units: the inverse of the folding done at training.
@@ -862,21 +824,11 @@ pub fn certify(
             ))
         }
     };
-    let mut set = PatternSet::new(xs.nrows());
-    for i in 0..chosen.len() {
-        set.insert_words(chosen.pattern_words(i).to_vec());
-    }
-    let before = set.len();
     let gates = design.net.gates.as_ref().unwrap_or(&design.net.hidden);
-    for j in 0..design.filters() {
-        let pre = xs.matvec(gates.col(j));
-        let active: Vec<bool> = pre.iter().map(|&v| v >= 0.0).collect();
-        if active.iter().any(|&a| a) && design.net.output_weights(j).iter().any(|a| *a != 0.0) {
-            set.insert_bools(&active);
-        }
-    }
-    let added = set.len() - before;
-    let masks = set.into_masks();
+    let own = (0..design.filters())
+        .filter(|&j| design.net.output_weights(j).iter().any(|a| *a != 0.0))
+        .map(|j| xs.matvec(gates.col(j)).iter().map(|&v| v >= 0.0).collect());
+    let (masks, added) = merge_patterns(&chosen, own);
     if masks.is_empty() {
         return Err(CvxnnError::arg(
             "patterns",
@@ -892,35 +844,166 @@ pub fn certify(
         .chunks(xs.ncols())
         .filter(|g| g.iter().any(|v| *v != 0.0))
         .count();
-    let gap = network_objective - sol.dual_bound;
-    let rel = relative_gap(network_objective, sol.dual_bound);
-    Ok(CertifyReport {
+    Ok(CertifyParts {
         network_objective,
         balanced_objective,
-        lower_bound: sol.dual_bound,
+        solution: sol,
         certificate: certificate_name(&cfg.patterns).into(),
-        gap,
-        relative_gap: rel,
-        optimal: rel <= cfg.solver.tol,
-        tol: cfg.solver.tol,
-        convex_objective: sol.objective,
-        convex_status: sol.status,
+        exact_for: None,
         convex_neurons: convex,
-        convex_violation: sol.violation,
-        solver: SolverChoice::FirstOrder.name().into(),
-        conic_status: None,
-        iterations: sol.iterations,
         patterns: masks.len(),
         network_patterns_added: added,
         neurons: design.filters(),
-        lambda: cfg.lambda,
         loss,
         task,
         n: idx.len(),
         d: xs.ncols(),
         target_scale,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    }
+    .report(cfg, start))
+}
+
+/// [`certify`] for a locally pooled CNN. Average pooling: the gated nuclear-norm
+/// [`AvgPoolProgram`] over the chosen patterns of the patch matrix plus the network's own
+/// (gated: `1[Xs g_j >= 0]`, ReLU: `1[Xs u_j >= 0]`). Filters sharing a pattern combine into
+/// `Z_i = sum_j u_j alpha_j^T`, whose nuclear norm is at most their weight decay, so the
+/// network maps to a point of that program with objective at most its own: the dual bound
+/// bounds every gated network whose gates' patterns are in the set (the program is exact for
+/// them) and every ReLU network whose filters' patterns are (a ReLU filter is the gated filter
+/// gated by itself: a relaxation, valid but maybe not tight; the per-window ReLU program the
+/// training solves is exact only for filters feeding one window, so it bounds nothing here).
+/// Max pooling is refused: its program is exact only for filters feeding one window.
+fn certify_pooled(
+    table: &Table,
+    model: &TrainedModel,
+    cfg: &CertifyConfig,
+    progress: &mut dyn FnMut(&Progress),
+    start: std::time::Instant,
+) -> Result<CertifyReport> {
+    let meta = &model.meta;
+    let (Some(spec), Some(net), Some(pool)) = (
+        &meta.conv,
+        model.network.pooled(),
+        meta.conv.as_ref().and_then(|c| c.pool),
+    ) else {
+        return Err(CvxnnError::arg("model", "not a pooled CNN model"));
+    };
+    if pool.kind == PoolKind::Max {
+        return Err(CvxnnError::arg(
+            "model",
+            format!(
+                "certify does not take {} models: the max-pool program is exact only for filters that each feed one window (an upper bound otherwise), so its dual bound is no lower bound for the saved architecture",
+                meta.architecture
+            ),
+        ));
+    }
+    if table.features.ncols() != spec.shape.input_len() {
+        return Err(CvxnnError::arg(
+            "data",
+            format!(
+                "{} has {} feature columns, the model's input shape {} needs {}",
+                table.path.display(),
+                table.features.ncols(),
+                spec.shape.describe(),
+                spec.shape.input_len()
+            ),
+        ));
+    }
+    if !(spec.feature_scale.is_finite() && spec.feature_scale > 0.0) {
+        return Err(CvxnnError::arg("model", "the feature scale must be > 0"));
+    }
+    let task = meta.task;
+    let loss = cfg.loss.unwrap_or(meta.loss);
+    let target_scale = meta.target_scale;
+    let (idx, y) = model_targets(table, task, meta.labels.as_ref(), target_scale, cfg)?;
+    let x = scaled(&table.features.select_rows(&idx), spec.feature_scale);
+    let xs = patches(&x, &spec.shape, net.bias)?;
+    let folded = fold_model(
+        &ModelNetwork::Pooled(net.clone()),
+        1.0 / spec.feature_scale,
+        1.0 / target_scale,
+    );
+    let ModelNetwork::Pooled(design) = folded else {
+        return Err(CvxnnError::arg("model", "not a pooled CNN model"));
+    };
+    let network_objective = design.objective_patches(&xs, &y, loss, cfg.lambda)?;
+    let z = design.forward_patches(&xs)?;
+    let balanced: f64 = (0..design.filters())
+        .map(|j| {
+            crate::linalg::norm2(design.net.hidden.col(j))
+                * crate::linalg::norm2(design.net.output_weights(j))
+        })
+        .sum();
+    let balanced_objective = loss.value(&z, &y, 1) + cfg.lambda * balanced;
+    let chosen = match &cfg.patterns {
+        PatternSource::Sample(_) | PatternSource::Exact { .. } => {
+            conv_patterns(&cfg.patterns, &xs, cfg.seed)?.0
+        }
+        _ => {
+            return Err(CvxnnError::arg(
+                "patterns",
+                "certify takes exact or sampled patterns",
+            ))
+        }
+    };
+    let gates = design.net.gates.as_ref().unwrap_or(&design.net.hidden);
+    let own = (0..design.filters())
+        .filter(|&j| design.net.output_weights(j).iter().any(|a| *a != 0.0))
+        .map(|j| xs.matvec(gates.col(j)).iter().map(|&v| v >= 0.0).collect());
+    let (masks, added) = merge_patterns(&chosen, own);
+    if masks.is_empty() {
+        return Err(CvxnnError::arg(
+            "patterns",
+            "no activation pattern with an active patch",
+        ));
+    }
+    let windows = pool.windows(&spec.shape)?;
+    let k = spec.shape.n_patches();
+    let program = AvgPoolProgram::new(
+        &xs,
+        k,
+        &windows,
+        &y,
+        &masks,
+        loss,
+        ModelKind::GatedRelu,
+        cfg.lambda,
+    )?;
+    let sol = program.solve(&cfg.solver, None, progress)?;
+    // Non-zero Z_i of the convex solution (variables: one h x P block per window).
+    let (h, p) = (xs.ncols(), masks.len());
+    let convex = (0..p)
+        .filter(|&i| {
+            (0..windows.len()).any(|w| {
+                let at = (w * p + i) * h;
+                sol.x[at..at + h].iter().any(|v| *v != 0.0)
+            })
+        })
+        .count();
+    let exhaustive = matches!(cfg.patterns, PatternSource::Exact { .. });
+    let exact_for = match (meta.model, exhaustive) {
+        (ModelKind::GatedRelu, true) => "every gated ReLU CNN with this average pooling (the nuclear-norm program over all patterns is exact)".to_string(),
+        (ModelKind::GatedRelu, false) => "gated ReLU CNNs with this average pooling whose gates' patterns are the sampled ones or the network's own (the nuclear-norm program is exact for them)".to_string(),
+        (ModelKind::Relu, true) => "every ReLU CNN with this average pooling, filters feeding any windows (the gated nuclear-norm relaxation over all patterns: a valid bound, possibly not tight)".to_string(),
+        (ModelKind::Relu, false) => "ReLU CNNs with this average pooling whose filters' patterns are the sampled ones or the network's own (the gated nuclear-norm relaxation: a valid bound, possibly not tight)".to_string(),
+    };
+    Ok(CertifyParts {
+        network_objective,
+        balanced_objective,
+        solution: sol,
+        certificate: certificate_name(&cfg.patterns).into(),
+        exact_for: Some(exact_for),
+        convex_neurons: convex,
+        patterns: masks.len(),
+        network_patterns_added: added,
+        neurons: design.filters(),
+        loss,
+        task,
+        n: idx.len(),
+        d: xs.ncols(),
+        target_scale,
+    }
+    .report(cfg, start))
 }
 
 #[cfg(test)]

@@ -13,12 +13,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{binary_class, patches, ClassLabels, ConvShape, Table, TargetColumn, Task};
 use crate::error::{CvxnnError, Result};
-use crate::estimator::{exact_patterns, prepare_training_data, PatternSource};
+use crate::estimator::{
+    check_model_certify, exact_patterns, merge_patterns, model_targets, prepare_training_data,
+    task_loss, CertifyConfig, CertifyParts, CertifyReport, PatternSource,
+};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
 use crate::metrics::{classification_metrics, regression_metrics, Metrics};
 use crate::network::Cnn3Network;
-use crate::patterns::{all_sample_patterns, sample_patterns, sample_second_layer_patterns};
+use crate::patterns::{
+    all_sample_patterns, sample_patterns, sample_second_layer_patterns, Masks, MAX_EXACT_SAMPLES,
+};
 use crate::program::Cnn3Program;
 use crate::solver::{relative_gap, Progress, SolverSettings, Status};
 
@@ -195,6 +200,41 @@ fn torch_modules(shape: &ConvShape, bias: bool, filters: usize, units: usize) ->
     )
 }
 
+/// First-layer patterns of the patch matrix `xs`: `Sample(P)` (seeded gates) or `Exact`.
+fn first_layer_masks(patterns: &PatternSource, xs: &Matrix, seed: u64) -> Result<Masks> {
+    match patterns {
+        PatternSource::Sample(p) => Ok(sample_patterns(xs, *p, seed)?.masks),
+        PatternSource::Exact { max_patterns } => exact_patterns(xs, *max_patterns),
+        _ => Err(CvxnnError::arg(
+            "patterns",
+            "the CNN models take --patterns N or exact",
+        )),
+    }
+}
+
+/// Second-layer (sample) patterns over the `n` samples of the patch matrix `xs` (`K` patches
+/// each); `y` the program's targets (the signs of binary targets are a pattern worth having).
+fn second_layer_masks(
+    second: SecondLayerPatterns,
+    xs: &Matrix,
+    k: usize,
+    task: Task,
+    y: &[f64],
+    seed: u64,
+) -> Result<Masks> {
+    match second {
+        SecondLayerPatterns::Exact => all_sample_patterns(xs.nrows() / k),
+        SecondLayerPatterns::Sample(count) => {
+            let extra: Vec<Vec<bool>> = if task == Task::Binary {
+                vec![y.iter().map(|&t| t > 0.0).collect()]
+            } else {
+                Vec::new()
+            };
+            sample_second_layer_patterns(xs, k, count, seed.wrapping_add(1), &extra)
+        }
+    }
+}
+
 /// Trains the three-layer CNN on `table` as configured.
 pub fn train(
     table: &Table,
@@ -239,29 +279,8 @@ pub fn train(
         .for_each(|v| *v /= feature_scale);
     let xs = patches(&x, &c.shape, c.bias)?;
     let k = c.shape.n_patches();
-    let n = xs.nrows() / k;
-    let first = match &c.patterns {
-        PatternSource::Sample(p) => sample_patterns(&xs, *p, c.seed)?.masks,
-        PatternSource::Exact { max_patterns } => exact_patterns(&xs, *max_patterns)?,
-        _ => {
-            return Err(CvxnnError::arg(
-                "patterns",
-                "the CNN models take --patterns N or exact",
-            ))
-        }
-    };
-    let second = match cfg.second {
-        SecondLayerPatterns::Exact => all_sample_patterns(n)?,
-        SecondLayerPatterns::Sample(count) => {
-            // The target signs of a binary task are a second-layer pattern worth having.
-            let extra: Vec<Vec<bool>> = if data.task == Task::Binary {
-                vec![data.y_train.iter().map(|&t| t > 0.0).collect()]
-            } else {
-                Vec::new()
-            };
-            sample_second_layer_patterns(&xs, k, count, c.seed.wrapping_add(1), &extra)?
-        }
-    };
+    let first = first_layer_masks(&c.patterns, &xs, c.seed)?;
+    let second = second_layer_masks(cfg.second, &xs, k, data.task, &data.y_train, c.seed)?;
     let program = Cnn3Program::new(&xs, k, &data.y_train, &first, &second, data.loss, c.lambda)?;
     let sol = program.solve(&c.solver, None, progress)?;
     let net = Cnn3Network::from_convex(c.shape.clone(), c.bias, first.len(), &sol.x)?;
@@ -345,6 +364,148 @@ pub fn train(
         test,
     };
     Ok((model, report))
+}
+
+/// Second-layer patterns of [`certify`] when none are given: all of them on data small enough
+/// to list them ([`MAX_EXACT_SAMPLES`]), else as many sampled ones as `train` takes by default.
+pub fn default_second_layer(n: usize) -> SecondLayerPatterns {
+    if n <= MAX_EXACT_SAMPLES {
+        SecondLayerPatterns::Exact
+    } else {
+        SecondLayerPatterns::Sample(20)
+    }
+}
+
+/// Certifies a saved three-layer CNN `model` on `table` (as [`crate::conv::certify`] for the
+/// two-layer CNN): its path-penalty objective in the program's units (the model's feature and
+/// target scales, task and labels) and the dual bound of [`Cnn3Program`] over the chosen
+/// first-layer patterns of the patch matrix plus the network's filters' own
+/// (`1[Xs u_a >= 0]`), and the chosen second-layer patterns (`second`, default
+/// [`default_second_layer`]) plus the network's middle units' own (`1[g_j >= 0]`). The bound
+/// is sound for the network itself: the proof in docs/theory.md ("non-convex >= convex") maps
+/// any network onto the program over exactly those patterns. It bounds every three-layer CNN
+/// of this shape under the path penalty whose patterns lie in those sets — all of them with
+/// exact patterns of both layers (certificate `global`); it says nothing about weight decay on
+/// the three layers, for which the program is not exact.
+pub fn certify(
+    table: &Table,
+    model: &Cnn3Model,
+    cfg: &CertifyConfig,
+    second: Option<SecondLayerPatterns>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<CertifyReport> {
+    let start = std::time::Instant::now();
+    check_model_certify(cfg)?;
+    let meta = &model.meta;
+    if table.features.ncols() != meta.shape.input_len() {
+        return Err(CvxnnError::arg(
+            "data",
+            format!(
+                "{} has {} feature columns, the model's input shape {} needs {}",
+                table.path.display(),
+                table.features.ncols(),
+                meta.shape.describe(),
+                meta.shape.input_len()
+            ),
+        ));
+    }
+    if !(meta.feature_scale.is_finite() && meta.feature_scale > 0.0) {
+        return Err(CvxnnError::arg("model", "the feature scale must be > 0"));
+    }
+    let loss = task_loss(meta.task, Some(cfg.loss.unwrap_or(meta.loss)))?;
+    let (idx, y) = model_targets(
+        table,
+        meta.task,
+        meta.labels.as_ref(),
+        meta.target_scale,
+        cfg,
+    )?;
+    let mut x = table.features.select_rows(&idx);
+    x.as_mut_slice()
+        .iter_mut()
+        .for_each(|v| *v /= meta.feature_scale);
+    let xs = patches(&x, &meta.shape, meta.bias)?;
+    let k = meta.shape.n_patches();
+    // The network in the program's units: the inverse of the folding done at training.
+    let net = &model.network;
+    let h = meta.shape.patch_len();
+    let mut filters = net.filters.clone();
+    for a in 0..filters.ncols() {
+        filters.col_mut(a)[..h]
+            .iter_mut()
+            .for_each(|v| *v *= meta.feature_scale);
+    }
+    let design = Cnn3Network {
+        filters,
+        output: net.output.iter().map(|w| w / meta.target_scale).collect(),
+        ..net.clone()
+    };
+    // The path penalty is invariant under rescaling: the balanced objective is the same.
+    let network_objective = design.objective_patches(&xs, &y, loss, cfg.lambda)?;
+    // A filter counts when some path through it carries weight; a unit when its output does.
+    let used = |a: usize| {
+        (0..design.units()).any(|j| design.output[j] != 0.0 && design.middle.get(j, a) != 0.0)
+    };
+    let own_first = (0..design.n_filters()).filter(|&a| used(a)).map(|a| {
+        xs.matvec(design.filters.col(a))
+            .iter()
+            .map(|&v| v >= 0.0)
+            .collect()
+    });
+    let chosen_first = first_layer_masks(&cfg.patterns, &xs, cfg.seed)?;
+    let (first, added_first) = merge_patterns(&chosen_first, own_first);
+    let g = design.unit_inputs_patches(&xs)?;
+    let own_second = (0..design.units())
+        .filter(|&j| design.output[j] != 0.0)
+        .map(|j| g.col(j).iter().map(|&v| v >= 0.0).collect());
+    let second = second.unwrap_or_else(|| default_second_layer(idx.len()));
+    let chosen_second = second_layer_masks(second, &xs, k, meta.task, &y, cfg.seed)?;
+    let (second_masks, added_second) = merge_patterns(&chosen_second, own_second);
+    if first.is_empty() {
+        return Err(CvxnnError::arg(
+            "patterns",
+            "no first-layer pattern with an active patch",
+        ));
+    }
+    let program = Cnn3Program::new(&xs, k, &y, &first, &second_masks, loss, cfg.lambda)?;
+    let solution = program.solve(&cfg.solver, None, progress)?;
+    let convex = Cnn3Network::from_convex(meta.shape.clone(), meta.bias, first.len(), &solution.x)?;
+    let exact_first = matches!(cfg.patterns, PatternSource::Exact { .. });
+    let exact_second = second == SecondLayerPatterns::Exact;
+    let in_words = |exact: bool, total: usize, added: usize| {
+        if exact {
+            format!("all {total}")
+        } else {
+            format!("{total} (sampled, {added} of them the network's own)")
+        }
+    };
+    let exact_for = format!(
+        "three-layer CNNs (conv, ReLU, sum pooling, linear, ReLU, linear) under the path penalty lambda sum |w2_j| |w1_ja| ||u_a|| (not weight decay on the three layers: the program is exact for the path penalty only), whose patterns lie in the program's: first layer {}, second layer {}",
+        in_words(exact_first, first.len(), added_first),
+        in_words(exact_second, second_masks.len(), added_second)
+    );
+    Ok(CertifyParts {
+        network_objective,
+        balanced_objective: network_objective,
+        solution,
+        certificate: if exact_first && exact_second {
+            "global"
+        } else {
+            "sampled-patterns"
+        }
+        .into(),
+        exact_for: Some(exact_for),
+        convex_neurons: convex.n_filters(),
+        patterns: first.len(),
+        network_patterns_added: added_first,
+        neurons: design.n_filters(),
+        loss,
+        task: meta.task,
+        n: idx.len(),
+        d: xs.ncols(),
+        target_scale: meta.target_scale,
+    }
+    .report(cfg, start))
 }
 
 impl Cnn3Model {

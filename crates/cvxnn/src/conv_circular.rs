@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{binary_class, ClassLabels, Table, TargetColumn, Task};
 use crate::error::{CvxnnError, Result};
-use crate::estimator::{certificate_name, exact_patterns, prepare_training_data, PatternSource};
+use crate::estimator::{
+    certificate_name, check_model_certify, exact_patterns, merge_patterns, model_targets,
+    prepare_training_data, task_loss, CertifyConfig, CertifyParts, CertifyReport, PatternSource,
+};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
 use crate::metrics::{classification_metrics, regression_metrics, Metrics};
@@ -380,6 +383,204 @@ pub fn train(
         test,
     };
     Ok((model, report))
+}
+
+/// Certifies a saved circular CNN `model` on `table` (as [`crate::conv::certify`] for the
+/// two-layer CNN): its objective in the program's units (the model's feature and target
+/// scales, task and labels) and the dual bound of its program. Linear model: the Fourier
+/// group-lasso program, exact for every width (a global bound, no patterns). ReLU model: the
+/// cone-constrained program over the chosen patterns of the signals plus the network's own
+/// (`1[<a_j, h_j ⊛ x> >= 0]`), a lower bound for every network of the architecture whose units
+/// use those patterns (every network with `--patterns exact`). The ReLU architecture keeps each
+/// filter in the unit ball: a filter of norm `r > 1` is divided by `r` and its readout
+/// multiplied by `r` (the same function, inside the architecture) before the objective.
+pub fn certify(
+    table: &Table,
+    model: &CircularModel,
+    cfg: &CertifyConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<CertifyReport> {
+    let start = std::time::Instant::now();
+    check_model_certify(cfg)?;
+    let meta = &model.meta;
+    if table.features.ncols() != meta.len {
+        return Err(CvxnnError::arg(
+            "data",
+            format!(
+                "{} has {} feature columns, the model's signals (input 1,{}) need {}",
+                table.path.display(),
+                table.features.ncols(),
+                meta.len,
+                meta.len
+            ),
+        ));
+    }
+    if !(meta.feature_scale.is_finite() && meta.feature_scale > 0.0) {
+        return Err(CvxnnError::arg("model", "the feature scale must be > 0"));
+    }
+    let loss = task_loss(meta.task, Some(cfg.loss.unwrap_or(meta.loss)))?;
+    let (idx, y) = model_targets(
+        table,
+        meta.task,
+        meta.labels.as_ref(),
+        meta.target_scale,
+        cfg,
+    )?;
+    let mut x = table.features.select_rows(&idx);
+    x.as_mut_slice()
+        .iter_mut()
+        .for_each(|v| *v /= meta.feature_scale);
+    let parts = match &model.network {
+        CircularNetwork::Linear(net) => certify_linear(net, meta, &x, &y, loss, cfg, progress)?,
+        CircularNetwork::Relu(net) => certify_relu(net, meta, &x, &y, loss, cfg, progress)?,
+    };
+    Ok(CertifyParts {
+        loss,
+        task: meta.task,
+        n: idx.len(),
+        d: meta.len,
+        target_scale: meta.target_scale,
+        ..parts
+    }
+    .report(cfg, start))
+}
+
+/// The linear arm of [`certify`] on the scaled signals `x` and targets `y`: the network in the
+/// program's units (readouts times `feature_scale / target_scale`) and the group-lasso solve.
+/// The caller fills loss, task and sizes.
+fn certify_linear(
+    net: &CircularCnn,
+    meta: &CircularMeta,
+    x: &Matrix,
+    y: &[f64],
+    loss: LossKind,
+    cfg: &CertifyConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<CertifyParts> {
+    let k = meta.feature_scale / meta.target_scale;
+    let readouts = net
+        .readouts
+        .iter()
+        .map(|a| a.iter().map(|v| v * k).collect())
+        .collect();
+    let design = CircularCnn::new(meta.len, net.filters.clone(), readouts)?;
+    let network_objective = design.objective(x, y, loss, cfg.lambda)?;
+    let balanced: f64 = design
+        .filters
+        .iter()
+        .zip(&design.readouts)
+        .map(|(u, a)| crate::linalg::norm2(u) * crate::linalg::norm2(a))
+        .sum();
+    let balanced_objective = loss.value(&design.predict(x)?, y, 1) + cfg.lambda * balanced;
+    let program = CircularProgram::new(x, y, loss, cfg.lambda)?;
+    let solution = program.solve(&cfg.solver, None, progress)?;
+    let convex_neurons = program.rebuild(&solution.x)?.width();
+    Ok(CertifyParts {
+        network_objective,
+        balanced_objective,
+        solution,
+        certificate: "global".into(),
+        exact_for: Some(
+            "linear circular CNNs of any width under weight decay on filters and readouts (the Fourier group-lasso program is exact; no patterns)"
+                .into(),
+        ),
+        convex_neurons,
+        patterns: 0,
+        network_patterns_added: 0,
+        neurons: design.width(),
+        loss,
+        task: meta.task,
+        n: 0,
+        d: 0,
+        target_scale: meta.target_scale,
+    })
+}
+
+/// The ReLU arm of [`certify`] on the scaled signals `x` and targets `y`: the network in the
+/// program's units (readouts times `feature_scale`, output weights over `target_scale`,
+/// filters of norm `> 1` moved into the unit ball) and the cone-constrained solve over the
+/// chosen patterns plus the network's own. The caller fills loss, task and sizes.
+fn certify_relu(
+    net: &CircularReluCnn,
+    meta: &CircularMeta,
+    x: &Matrix,
+    y: &[f64],
+    loss: LossKind,
+    cfg: &CertifyConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<CertifyParts> {
+    let (mut filters, mut readouts) = (Vec::new(), Vec::new());
+    let mut rescaled = 0;
+    for (h, a) in net.filters.iter().zip(&net.readouts) {
+        let r = crate::linalg::norm2(h).max(1.0);
+        if r > 1.0 {
+            rescaled += 1;
+        }
+        filters.push(h.iter().map(|v| v / r).collect());
+        readouts.push(a.iter().map(|v| v * meta.feature_scale * r).collect());
+    }
+    let output = net.output.iter().map(|w| w / meta.target_scale).collect();
+    let design = CircularReluCnn::new(meta.len, filters, readouts, output)?;
+    let network_objective = design.objective(x, y, loss, cfg.lambda)?;
+    let balanced: f64 = (0..design.width())
+        .map(|j| {
+            design.output[j].abs()
+                * crate::linalg::norm2(&design.readouts[j])
+                * crate::linalg::norm2(&design.filters[j])
+        })
+        .sum();
+    let balanced_objective = loss.value(&design.predict(x)?, y, 1) + cfg.lambda * balanced;
+    let chosen = match &cfg.patterns {
+        PatternSource::Sample(p) => sample_patterns(x, *p, cfg.seed)?.masks,
+        PatternSource::Exact { max_patterns } => exact_patterns(x, *max_patterns)?,
+        _ => {
+            return Err(CvxnnError::arg(
+                "patterns",
+                "certify takes exact or sampled patterns",
+            ))
+        }
+    };
+    let pre = design.pre_activations(x)?;
+    let own = (0..design.width())
+        .filter(|&j| design.output[j] != 0.0)
+        .map(|j| pre.col(j).iter().map(|&v| v >= 0.0).collect());
+    let (masks, added) = merge_patterns(&chosen, own);
+    if masks.is_empty() {
+        return Err(CvxnnError::arg(
+            "patterns",
+            "no activation pattern with an active sample",
+        ));
+    }
+    let program = CircularReluProgram::new(x, y, &masks, loss, cfg.lambda)?;
+    let solution = program.solve(&cfg.solver, None, progress)?;
+    let convex_neurons = program.rebuild(&solution.x)?.width();
+    let mut exact_for = String::from(
+        "circular CNNs with one ReLU layer, filters in the unit ball, weight decay on readouts and output weights",
+    );
+    if !matches!(cfg.patterns, PatternSource::Exact { .. }) {
+        exact_for += ", whose units use the sampled patterns or the network's own";
+    }
+    if rescaled > 0 {
+        exact_for += &format!(
+            " ({rescaled} filters of norm > 1 scaled into the unit ball, their readouts up: the same function)"
+        );
+    }
+    Ok(CertifyParts {
+        network_objective,
+        balanced_objective,
+        solution,
+        certificate: certificate_name(&cfg.patterns).into(),
+        exact_for: Some(exact_for),
+        convex_neurons,
+        patterns: masks.len(),
+        network_patterns_added: added,
+        neurons: design.width(),
+        loss,
+        task: meta.task,
+        n: 0,
+        d: 0,
+        target_scale: meta.target_scale,
+    })
 }
 
 /// PyTorch's weight index `k` of our filter index `s` (and back: the map is an involution up to

@@ -924,7 +924,7 @@ pub(crate) fn prepare_training_data(
 /// softmax cross-entropy for multiclass (squared on one-hot targets is the other choice there).
 /// Logistic loss on a non-binary task and cross-entropy on a non-multiclass one are an invalid
 /// `loss`.
-fn task_loss(task: Task, loss: Option<LossKind>) -> Result<LossKind> {
+pub(crate) fn task_loss(task: Task, loss: Option<LossKind>) -> Result<LossKind> {
     let loss = loss.unwrap_or(match task {
         Task::Binary => LossKind::Logistic,
         Task::Multiclass => LossKind::CrossEntropy,
@@ -1438,6 +1438,155 @@ pub struct CertifyReport {
     pub target_scale: f64,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// The networks (architecture and regularizer) the lower bound holds for, in words, where
+    /// that is not the dense two-layer ReLU network under weight decay (circular and
+    /// three-layer CNNs: their programs are exact for their own architecture only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_for: Option<String>,
+}
+
+/// What a saved CNN model's `certify` computed (the network in the program's units and the
+/// first-order solve), before the shared verdict of [`CertifyParts::report`].
+pub(crate) struct CertifyParts {
+    /// The network's own objective in the program's units.
+    pub network_objective: f64,
+    /// The same with every neuron optimally rescaled.
+    pub balanced_objective: f64,
+    /// The convex solve.
+    pub solution: crate::solver::Solution,
+    /// `global` or `sampled-patterns`.
+    pub certificate: String,
+    /// See [`CertifyReport::exact_for`].
+    pub exact_for: Option<String>,
+    /// Neurons (filters, channels) of the convex solution.
+    pub convex_neurons: usize,
+    /// Patterns in the program.
+    pub patterns: usize,
+    /// Of those, the network's own that were not among the chosen ones.
+    pub network_patterns_added: usize,
+    /// Neurons (filters, channels) of the given network.
+    pub neurons: usize,
+    /// Loss.
+    pub loss: LossKind,
+    /// Task.
+    pub task: Task,
+    /// Samples in the bound.
+    pub n: usize,
+    /// Columns of the program's data (patch length, signal length).
+    pub d: usize,
+    /// Factor the regression targets were divided by.
+    pub target_scale: f64,
+}
+
+impl CertifyParts {
+    /// The report: gap, relative gap and the verdict at `cfg.solver.tol` (first-order solver).
+    pub(crate) fn report(self, cfg: &CertifyConfig, start: std::time::Instant) -> CertifyReport {
+        let sol = self.solution;
+        let rel = relative_gap(self.network_objective, sol.dual_bound);
+        CertifyReport {
+            network_objective: self.network_objective,
+            balanced_objective: self.balanced_objective,
+            lower_bound: sol.dual_bound,
+            certificate: self.certificate,
+            gap: self.network_objective - sol.dual_bound,
+            relative_gap: rel,
+            optimal: rel <= cfg.solver.tol,
+            tol: cfg.solver.tol,
+            convex_objective: sol.objective,
+            convex_status: sol.status,
+            convex_neurons: self.convex_neurons,
+            convex_violation: sol.violation,
+            solver: SolverChoice::FirstOrder.name().into(),
+            conic_status: None,
+            iterations: sol.iterations,
+            patterns: self.patterns,
+            network_patterns_added: self.network_patterns_added,
+            neurons: self.neurons,
+            lambda: cfg.lambda,
+            loss: self.loss,
+            task: self.task,
+            n: self.n,
+            d: self.d,
+            target_scale: self.target_scale,
+            seconds: start.elapsed().as_secs_f64(),
+            exact_for: self.exact_for,
+        }
+    }
+}
+
+/// What every saved-CNN `certify` checks first: `lambda` finite and `> 0`, valid solver
+/// settings, the first-order solver (the conic formulation is the dense one).
+pub(crate) fn check_model_certify(cfg: &CertifyConfig) -> Result<()> {
+    if !(cfg.lambda.is_finite() && cfg.lambda > 0.0) {
+        return Err(CvxnnError::arg(
+            "lambda",
+            format!("must be a finite number > 0, got {}", cfg.lambda),
+        ));
+    }
+    cfg.solver.validate()?;
+    if cfg.solver_choice == SolverChoice::Conic {
+        return Err(CvxnnError::arg(
+            "solver",
+            "the CNN models take the first-order solver",
+        ));
+    }
+    Ok(())
+}
+
+/// The targets of a saved model's `certify` in the program's units: encoded with the model's
+/// own `labels` (class order), the rows of the seeded split (`cfg.test_fraction`, `cfg.seed`:
+/// the training run's values give its training rows) divided by the model's `target_scale`.
+/// Returns the row indices and the targets.
+pub(crate) fn model_targets(
+    table: &Table,
+    task: Task,
+    labels: Option<&ClassLabels>,
+    target_scale: f64,
+    cfg: &CertifyConfig,
+) -> Result<(Vec<usize>, Vec<f64>)> {
+    if !(target_scale.is_finite() && target_scale > 0.0) {
+        return Err(CvxnnError::arg(
+            "model",
+            format!("target scale must be > 0, got {target_scale}"),
+        ));
+    }
+    let encoded = match (labels, task) {
+        (Some(labels), Task::Binary | Task::Multiclass) => {
+            let classes = labels.encode(&table.target)?;
+            let labels = labels.clone();
+            if task == Task::Binary {
+                EncodedTarget::Binary { labels, classes }
+            } else {
+                EncodedTarget::Multiclass { labels, classes }
+            }
+        }
+        _ => encode_target(task, &table.target)?,
+    };
+    let (idx, _) = train_test_split(table.features.nrows(), cfg.test_fraction, cfg.seed)?;
+    let mut y = encoded.program_targets(&idx);
+    y.iter_mut().for_each(|v| *v /= target_scale);
+    Ok((idx, y))
+}
+
+/// The `chosen` patterns plus the network's `own` (one per unit; all-inactive ones skipped,
+/// they contribute nothing), without duplicates. Returns them and how many of the network's
+/// were not already chosen.
+pub(crate) fn merge_patterns(
+    chosen: &Masks,
+    own: impl IntoIterator<Item = Vec<bool>>,
+) -> (Masks, usize) {
+    let mut set = PatternSet::new(chosen.n());
+    for i in 0..chosen.len() {
+        set.insert_words(chosen.pattern_words(i).to_vec());
+    }
+    let before = set.len();
+    for active in own {
+        if active.iter().any(|&a| a) {
+            set.insert_bools(&active);
+        }
+    }
+    let added = set.len() - before;
+    (set.into_masks(), added)
 }
 
 /// Certifies `net` (on raw features, output in target units) on `table`: its objective, and a
@@ -1541,20 +1690,13 @@ pub fn certify(
         PatternSource::Gates(g) => patterns_from_gates(&x, g)?.masks,
         PatternSource::Exact { max_patterns } => exact_patterns(&x, *max_patterns)?,
     };
-    let mut set = PatternSet::new(x.nrows());
-    for i in 0..chosen.len() {
-        set.insert_words(chosen.pattern_words(i).to_vec());
-    }
-    let before = set.len();
-    for j in 0..network.neurons() {
-        let xu = x.matvec(network.hidden.col(j));
-        let active: Vec<bool> = xu.iter().map(|&v| v >= 0.0).collect();
-        if active.iter().any(|&a| a) && network.alpha[j] != 0.0 {
-            set.insert_bools(&active);
-        }
-    }
-    let added = set.len() - before;
-    let masks = set.into_masks();
+    let own = (0..network.neurons())
+        .filter(|&j| network.alpha[j] != 0.0)
+        .map(|j| {
+            let xu = x.matvec(network.hidden.col(j));
+            xu.iter().map(|&v| v >= 0.0).collect()
+        });
+    let (masks, added) = merge_patterns(&chosen, own);
     if masks.is_empty() {
         return Err(CvxnnError::arg(
             "patterns",
@@ -1602,5 +1744,6 @@ pub fn certify(
         d: x.ncols(),
         target_scale,
         seconds: start.elapsed().as_secs_f64(),
+        exact_for: None,
     })
 }

@@ -100,8 +100,9 @@ impl Cnn3Network {
         self.output.len()
     }
 
-    /// Predictions from the stacked patch matrix (`nK x h`, [`patches`] order).
-    pub fn forward_patches(&self, xs: &Matrix) -> Result<Vec<f64>> {
+    /// Inputs `g_j = sum_a w1_ja sum_k (x_k^T u_a)_+` of the middle ReLU units (`n x m`) from
+    /// the stacked patch matrix (`nK x h`, [`patches`] order).
+    pub fn unit_inputs_patches(&self, xs: &Matrix) -> Result<Matrix> {
         let k = self.shape.n_patches();
         if xs.nrows() % k != 0 || xs.ncols() != self.filters.nrows() {
             return Err(CvxnnError::Shape(format!(
@@ -118,16 +119,25 @@ impl Cnn3Network {
         let pooled = Matrix::from_fn(n, self.n_filters(), |j, a| {
             (0..k).map(|kk| act.get(kk * n + j, a)).sum()
         });
-        let mut out = vec![0.0; n];
-        for (j, &w2) in self.output.iter().enumerate() {
-            for (s, o) in out.iter_mut().enumerate() {
-                let pre: f64 = (0..self.n_filters())
-                    .map(|a| self.middle.get(j, a) * pooled.get(s, a))
-                    .sum();
-                *o += w2 * pre.max(0.0);
-            }
-        }
-        Ok(out)
+        Ok(Matrix::from_fn(n, self.units(), |s, j| {
+            (0..self.n_filters())
+                .map(|a| self.middle.get(j, a) * pooled.get(s, a))
+                .sum()
+        }))
+    }
+
+    /// Predictions from the stacked patch matrix (`nK x h`, [`patches`] order).
+    pub fn forward_patches(&self, xs: &Matrix) -> Result<Vec<f64>> {
+        let g = self.unit_inputs_patches(xs)?;
+        Ok((0..g.nrows())
+            .map(|s| {
+                self.output
+                    .iter()
+                    .enumerate()
+                    .map(|(j, w2)| w2 * g.get(s, j).max(0.0))
+                    .sum()
+            })
+            .collect())
     }
 
     /// Predictions on samples (`n x C*H*W`, one per row).

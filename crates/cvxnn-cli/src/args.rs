@@ -362,7 +362,9 @@ pub struct TrainArgs {
     /// the result is no worse than it.
     #[arg(long, conflicts_with = "init")]
     pub init_network: Option<PathBuf>,
-    /// With --patterns adaptive: built-in warm start (`sgd`: a short Adam run on the network).
+    /// With --patterns adaptive (dense ReLU) or --model cnn-relu: built-in warm start (`sgd`: a
+    /// short full-batch Adam run on the network, whose activation patterns join the program
+    /// and whose weights start the solver).
     #[arg(long, value_enum)]
     pub init: Option<InitArg>,
     /// With --init sgd: hidden width of the warm-start network.

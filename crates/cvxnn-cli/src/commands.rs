@@ -156,7 +156,12 @@ fn train_config(
     let (d, p) = (&a.input, &a.program);
     let adaptive =
         matches!(p.patterns, PatternsArg::Adaptive | PatternsArg::Auto) && p.gates.is_none();
-    if (a.init.is_some() || a.init_network.is_some()) && !adaptive {
+    if conv.is_some() {
+        // The CNN warm start is an Adam CNN (`--init sgd`) over the fixed pattern set.
+        if a.init_network.is_some() {
+            bail!("invalid argument `init-network`: the CNN models take --init sgd (a CNN trained by Adam), not a dense network");
+        }
+    } else if (a.init.is_some() || a.init_network.is_some()) && !adaptive {
         bail!(
             "invalid argument `init`: --init and --init-network need --patterns adaptive (or auto)"
         );
@@ -277,6 +282,18 @@ fn load_features(
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
+    if (a.init.is_some() || a.init_network.is_some())
+        && matches!(
+            a.program.model,
+            ModelArg::Cnn3Relu
+                | ModelArg::CircularCnn
+                | ModelArg::CircularLinearCnn
+                | ModelArg::Linear
+                | ModelArg::LinearCnn
+        )
+    {
+        bail!("invalid argument `init`: --init warm-starts --model relu (column generation) and cnn-relu only");
+    }
     if a.program.model == ModelArg::Cnn3Relu {
         return crate::cnn3::run_train_cnn3(a);
     }
@@ -401,6 +418,19 @@ fn summary(a: &TrainArgs, r: &Report) -> String {
             },
             c.feature_scale
         );
+        if let (Some(init), Some(obj)) = (&c.init, c.init_objective) {
+            s += &format!(
+                "  warm start   {init}: Adam CNN, objective {obj:.8e} ({:.2} s, {} patterns added); rebuilt convex network {:.8e}; returned: {}\n",
+                c.init_seconds.unwrap_or(0.0),
+                c.init_patterns.unwrap_or(0),
+                c.rebuilt_objective.unwrap_or(f64::NAN),
+                if c.init_kept == Some(true) {
+                    "the Adam CNN (lower objective)"
+                } else {
+                    "the convex network"
+                }
+            );
+        }
         if let (Some(pool), Some(exact), Some(exact_for)) = (&c.pool, c.exact, &c.exact_for) {
             s += &format!(
                 "  pooling      {pool}; program exact for the full architecture: {}; exact for {exact_for}\n",

@@ -528,3 +528,74 @@ fn cnn_bad_pool_arguments_name_pool() {
         );
     }
 }
+
+/// `--init sgd` on 200 digits, 0 vs rest: the ReLU CNN program starts from a CNN trained by
+/// Adam. The report carries the warm start; the returned network is the better of the Adam CNN
+/// and the rebuilt convex one, its objective is what `network_objective` says (predict
+/// reproduces the training accuracy of the saved model), the dual bound is below both, and the
+/// warm-started solve ends no worse than a cold one with the same iteration budget.
+#[test]
+fn cnn_relu_warm_start_from_adam() {
+    let dir = TempDir::new("cnn-init");
+    let data = digits_binary_subset(&dir, 200);
+    let common = "train --model cnn-relu --input-shape 1,8,8 --kernel 3x3 --stride 2 --patterns 8 --lambda 1e-3 --max-iter 200 --test-fraction 0 --json --quiet";
+    let out_dir = dir.join("warm");
+    let r = ok_json(&run(
+        &format!("{common} --init sgd --init-width 12 --init-epochs 300"),
+        &[("--data", &data), ("--out", &out_dir)],
+    ));
+    assert_eq!(r["init"], "sgd", "{r}");
+    let (init, rebuilt) = (num(&r, "init_objective"), num(&r, "rebuilt_objective"));
+    let network = num(&r, "network_objective");
+    assert!(num(&r, "init_seconds") >= 0.0);
+    assert!(num(&r, "init_patterns") >= 1.0, "{r}");
+    let kept = r["init_kept"].as_bool().expect("init_kept");
+    assert_eq!(kept, init < rebuilt, "{r}");
+    assert_eq!(network, init.min(rebuilt), "{r}");
+    // The warm start is feasible and no worse than Adam, and the solver keeps its best point.
+    assert!(
+        rebuilt <= init * (1.0 + 1e-9),
+        "rebuilt {rebuilt} vs Adam {init}"
+    );
+    let bound = num(&r, "dual_bound");
+    assert!(bound <= network && bound <= num(&r, "objective"), "{r}");
+    let cold = ok_json(&run(common, &[("--data", &data)]));
+    assert!(cold.get("init").is_none(), "{cold}");
+    assert!(
+        network <= num(&cold, "network_objective"),
+        "warm {network} vs cold {}",
+        num(&cold, "network_objective")
+    );
+    let pred = run("predict", &[("--model", &out_dir), ("--data", &data)]);
+    assert!(pred.status.success(), "{}", stderr(&pred));
+    let acc = r["train"]["accuracy"].as_f64().expect("accuracy");
+    assert!(acc >= 0.95, "train accuracy {acc}");
+    assert!(
+        stderr(&pred).contains(&format!("accuracy {acc:.4}")),
+        "{}",
+        stderr(&pred)
+    );
+}
+
+/// `--init` is refused, naming `init`, where there is no Adam warm start: the gated and the
+/// locally pooled CNNs, the circular and three-layer CNNs, the regularization path.
+#[test]
+fn cnn_init_refused_by_name_elsewhere() {
+    let dir = TempDir::new("cnn-init-bad");
+    let data = signals_csv(&dir);
+    for words in [
+        "--model cnn-gated-relu --input-shape 1,6 --kernel 3 --patterns 4",
+        "--model cnn-relu --input-shape 1,6 --kernel 3 --pool avg:2 --patterns 4",
+        "--model cnn-relu --input-shape 1,6 --kernel 3 --pool max:2 --patterns 4",
+        "--model cnn-relu --input-shape 1,6 --kernel 3 --patterns 4 --lambda auto",
+        "--model circular-cnn --input-shape 1,6 --kernel 3",
+        "--model cnn3-relu --input-shape 1,6 --kernel 3",
+    ] {
+        let out = run(
+            &format!("train --quiet --init sgd --init-epochs 5 {words}"),
+            &[("--data", &data)],
+        );
+        assert!(!out.status.success(), "{words} should fail");
+        assert!(stderr(&out).contains("`init`"), "{words}: {}", stderr(&out));
+    }
+}

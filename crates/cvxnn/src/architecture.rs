@@ -118,6 +118,25 @@ pub struct ConvReportPart {
     /// Pooled architectures: the networks the solved program is exact for, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact_for: Option<String>,
+    /// Warm start of the sum-pooling ReLU CNN: `"sgd"` (a CNN trained by full-batch Adam).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    /// Objective of the warm-start (Adam) CNN, in the program's units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_objective: Option<f64>,
+    /// Seconds Adam ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_seconds: Option<f64>,
+    /// Whether the Adam CNN is the returned network (its objective was strictly below the rebuilt
+    /// convex network's); `network_objective` is the returned network's either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_kept: Option<bool>,
+    /// With a warm start: objective of the network rebuilt from the convex solution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_objective: Option<f64>,
+    /// With a warm start: activation patterns the Adam filters added to the program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_patterns: Option<usize>,
 }
 
 /// A trained network on raw features (preprocessing folded in), output in target units.

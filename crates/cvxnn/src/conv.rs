@@ -20,10 +20,13 @@ use crate::error::{CvxnnError, Result};
 use crate::estimator::{
     certificate_name, check_model_certify, exact_patterns, merge_patterns, model_targets,
     prepare_training_data, CertifyConfig, CertifyParts, CertifyReport, ModelMeta, PatternSource,
-    Report, SolverChoice, TrainConfig, TrainOutput, TrainedModel, TrainingData,
+    Report, SolverChoice, TrainConfig, TrainOutput, TrainedModel, TrainingData, WarmStart,
 };
 use crate::linalg::Matrix;
-use crate::network::{ConvNetwork, Network, PooledConvNetwork};
+use crate::network::{
+    embed_conv_network, train_conv_gradient, ConvNetwork, GradientSettings, Network,
+    PooledConvNetwork,
+};
 use crate::patterns::{sample_patterns, Masks};
 use crate::program::{
     AvgPoolProgram, ConvProgram, JointPatterns, MaxPoolProgram, ModelKind, OutputMode,
@@ -59,11 +62,21 @@ fn check_config(cfg: &TrainConfig, decompose: bool) -> Result<()> {
             "--decompose applies to --model gated-relu only",
         ));
     }
-    if cfg.init.is_some() {
-        return Err(CvxnnError::arg(
-            "init",
-            "the CNN models take no warm start (it needs column generation)",
-        ));
+    match &cfg.init {
+        None => {}
+        Some(WarmStart::Gradient(_)) if cfg.model == ModelKind::Relu => {}
+        Some(WarmStart::Gradient(_)) => {
+            return Err(CvxnnError::arg(
+                "init",
+                "--init sgd warm-starts --model cnn-relu only (the gated CNN's gates are fixed, not trained)",
+            ))
+        }
+        Some(WarmStart::Network(_)) => {
+            return Err(CvxnnError::arg(
+                "init-network",
+                "the CNN models take --init sgd (a CNN trained by Adam), not a dense network",
+            ))
+        }
     }
     if cfg.model == ModelKind::GatedRelu && matches!(cfg.patterns, PatternSource::Exact { .. }) {
         return Err(CvxnnError::arg(
@@ -101,6 +114,22 @@ struct ConvSolve {
     /// Pooled architectures: whether the program is exact for the full architecture, and what
     /// it is exact for in words.
     exact: Option<(bool, String)>,
+    /// The `--init sgd` warm start, when there was one.
+    init: Option<InitReport>,
+}
+
+/// What the `--init sgd` warm start did (reported in [`ConvReportPart`]).
+struct InitReport {
+    /// Objective of the Adam CNN.
+    objective: f64,
+    /// Seconds Adam ran.
+    seconds: f64,
+    /// Whether the Adam CNN is the returned network (its objective is below the rebuilt one's).
+    kept: bool,
+    /// Objective of the network rebuilt from the convex solution.
+    rebuilt_objective: f64,
+    /// Patterns the Adam filters added to the program.
+    patterns_added: usize,
 }
 
 /// Builds and solves `conv`'s program on the scaled training features `x` (`n x C*H*W`) with
@@ -120,6 +149,9 @@ fn solve_conv(
             let xs = patches(x, &conv.shape, cfg.bias)?;
             let k = conv.shape.n_patches();
             let (masks, gates) = conv_patterns(&cfg.patterns, &xs, cfg.seed)?;
+            if let Some(WarmStart::Gradient(g)) = &cfg.init {
+                return solve_warm_started(conv, cfg, &xs, y, loss, &masks, g, progress);
+            }
             let program =
                 ConvProgram::new(&xs, k, y, outputs, &masks, loss, cfg.model, cfg.lambda)?;
             let solution = program.solve(&cfg.solver, None, progress)?;
@@ -143,9 +175,19 @@ fn solve_conv(
                 filter_len: xs.ncols(),
                 network_objective,
                 exact: None,
+                init: None,
             })
         }
         Architecture::CnnAvgPool | Architecture::CnnMaxPool => {
+            if cfg.init.is_some() {
+                return Err(CvxnnError::arg(
+                    "init",
+                    format!(
+                        "--init sgd warm-starts the sum-pooling CNN only, not {}",
+                        conv.architecture
+                    ),
+                ));
+            }
             solve_pooled(conv, cfg, x, y, outputs, loss, progress)
         }
         other => Err(CvxnnError::arg(
@@ -153,6 +195,72 @@ fn solve_conv(
             format!("{other} is not a convolutional architecture"),
         )),
     }
+}
+
+/// The sum-pooling ReLU CNN warm-started from Adam (`--init sgd`): train the non-convex CNN by
+/// full-batch Adam on the same patch matrix and objective, add its filters' activation patterns
+/// `1[Xs u_j >= 0]` to `masks`, map it to a feasible point of the program that is no worse
+/// ([`embed_conv_network`]), and solve from there (the augmented Lagrangian polishes a feasible
+/// start first). The returned network is the rebuilt convex one unless Adam's objective is
+/// strictly lower; the dual bound is the program's either way (valid for every network whose
+/// filters use the program's patterns, the Adam network included).
+#[allow(clippy::too_many_arguments)]
+fn solve_warm_started(
+    conv: &ConvConfig,
+    cfg: &TrainConfig,
+    xs: &Matrix,
+    y: &[f64],
+    loss: crate::loss::LossKind,
+    masks: &Masks,
+    settings: &GradientSettings,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ConvSolve> {
+    let outputs = y.len() / (xs.nrows() / conv.shape.n_patches()).max(1);
+    let adam = train_conv_gradient(&conv.shape, cfg.bias, xs, y, loss, cfg.lambda, settings)?;
+    let embedded = embed_conv_network(&adam.network, xs, masks)?;
+    let k = conv.shape.n_patches();
+    let program = ConvProgram::new(
+        xs,
+        k,
+        y,
+        outputs,
+        &embedded.masks,
+        loss,
+        cfg.model,
+        cfg.lambda,
+    )?;
+    let solution = program.solve(&cfg.solver, Some(&embedded.vars), progress)?;
+    let rebuilt = ConvNetwork::from_convex(
+        cfg.model,
+        conv.shape.clone(),
+        cfg.bias,
+        outputs,
+        &solution.x,
+        None,
+    )?;
+    let rebuilt_objective = rebuilt.objective_patches(xs, y, loss, cfg.lambda)?;
+    let kept = adam.objective < rebuilt_objective;
+    let (network, network_objective) = if kept {
+        (adam.network, adam.objective)
+    } else {
+        (rebuilt, rebuilt_objective)
+    };
+    Ok(ConvSolve {
+        solution,
+        network: ModelNetwork::Conv(network),
+        patterns: embedded.masks.len(),
+        patches: k,
+        filter_len: xs.ncols(),
+        network_objective,
+        exact: None,
+        init: Some(InitReport {
+            objective: adam.objective,
+            seconds: adam.seconds,
+            kept,
+            rebuilt_objective,
+            patterns_added: embedded.added,
+        }),
+    })
 }
 
 /// The pooled arms of [`solve_conv`]: [`AvgPoolProgram`] (ReLU or gated ReLU) or
@@ -256,6 +364,7 @@ fn solve_pooled(
         filter_len: xs.ncols(),
         network_objective,
         exact: Some(exactness(cfg.model, pool, windows.len(), exhaustive)),
+        init: None,
     })
 }
 
@@ -537,6 +646,12 @@ fn finish(
             pool: conv.pool.map(|p| p.describe()),
             exact: solved.exact.as_ref().map(|e| e.0),
             exact_for: solved.exact.as_ref().map(|e| e.1.clone()),
+            init: solved.init.as_ref().map(|_| "sgd".to_string()),
+            init_objective: solved.init.as_ref().map(|i| i.objective),
+            init_seconds: solved.init.as_ref().map(|i| i.seconds),
+            init_kept: solved.init.as_ref().map(|i| i.kept),
+            rebuilt_objective: solved.init.as_ref().map(|i| i.rebuilt_objective),
+            init_patterns: solved.init.as_ref().map(|i| i.patterns_added),
         }),
     };
     Ok(TrainOutput {
@@ -593,6 +708,12 @@ pub(crate) fn path_solves(
     events: &mut dyn FnMut(ConvPathEvent<'_>) -> Result<()>,
 ) -> Result<ConvPathInfo> {
     check_config(cfg, false)?;
+    if cfg.init.is_some() {
+        return Err(CvxnnError::arg(
+            "init",
+            "the regularization path warm-starts each lambda from the previous one; --init applies to a single lambda",
+        ));
+    }
     if conv.architecture != Architecture::CnnSumPool {
         return Err(CvxnnError::arg(
             "pool",
@@ -699,6 +820,7 @@ pub(crate) fn path_solves(
             filter_len: xs.ncols(),
             network_objective,
             exact: None,
+            init: None,
         };
         let out = finish(table, &at, conv, &data, scale, solved, start)?;
         events(ConvPathEvent::Done {

@@ -451,7 +451,7 @@ fn check_shapes(x: &Matrix, y: &[f64]) -> Result<usize> {
 /// `1/sqrt(fan_in)`), the hidden weights drawn neuron by neuron (the order of PyTorch's `(m, d)`
 /// weight), then the `c x m` output layer output by output (the order of PyTorch's `(c, m)`
 /// weight), stored `m x c` row-major.
-fn init_network(d: usize, m: usize, c: usize, rng: &mut ChaCha8Rng) -> Network {
+pub(super) fn init_network(d: usize, m: usize, c: usize, rng: &mut ChaCha8Rng) -> Network {
     let bound_u = 1.0 / (d as f64).sqrt();
     let bound_a = 1.0 / (m as f64).sqrt();
     let mut hidden = Matrix::zeros(d, m);
@@ -493,7 +493,7 @@ fn checked_objective(
     }
 }
 
-fn diverged(lr: f64, epoch: usize, value: f64) -> CvxnnError {
+pub(super) fn diverged(lr: f64, epoch: usize, value: f64) -> CvxnnError {
     CvxnnError::arg(
         "lr",
         format!(
@@ -712,7 +712,7 @@ fn several_outputs_backward(
 }
 
 /// Optimizer state over the two parameter blocks (hidden weights, output weights).
-enum OptimizerState {
+pub(super) enum OptimizerState {
     Adam {
         beta1: f64,
         beta2: f64,
@@ -728,7 +728,7 @@ enum OptimizerState {
 }
 
 impl OptimizerState {
-    fn new(opt: Optimizer, len_u: usize, len_a: usize) -> OptimizerState {
+    pub(super) fn new(opt: Optimizer, len_u: usize, len_a: usize) -> OptimizerState {
         match opt {
             Optimizer::Adam { beta1, beta2, eps } => OptimizerState::Adam {
                 beta1,
@@ -746,7 +746,7 @@ impl OptimizerState {
     }
 
     /// One update of both blocks, in PyTorch's arithmetic.
-    fn step(&mut self, lr: f64, u: &mut [f64], gu: &[f64], a: &mut [f64], ga: &[f64]) {
+    pub(super) fn step(&mut self, lr: f64, u: &mut [f64], gu: &[f64], a: &mut [f64], ga: &[f64]) {
         match self {
             OptimizerState::Adam {
                 beta1,

@@ -5,6 +5,7 @@
 mod cnn3;
 mod conv;
 mod conv_export;
+mod conv_gradient;
 mod decompose;
 mod export;
 mod gradient;
@@ -13,6 +14,10 @@ mod pooled_export;
 
 pub use cnn3::Cnn3Network;
 pub use conv::ConvNetwork;
+pub use conv_gradient::{
+    conv_network_gradient, embed_conv_network, train_conv_gradient, ConvEmbedding,
+    ConvGradientOutcome,
+};
 pub use decompose::decompose_gated;
 pub use export::{RawNetwork, TorchNames};
 pub use gradient::{

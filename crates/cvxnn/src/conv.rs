@@ -928,35 +928,9 @@ pub fn certify(
     let design = fold_scales(net, 1.0 / spec.feature_scale, 1.0 / target_scale);
     let network_objective = design.objective_patches(&xs, &y, loss, cfg.lambda)?;
     let z = design.forward_patches(&xs)?;
-    let balanced: f64 = (0..design.filters())
-        .map(|j| {
-            crate::linalg::norm2(design.net.hidden.col(j))
-                * crate::linalg::norm2(design.net.output_weights(j))
-        })
-        .sum();
+    let balanced = balanced_penalty(&design.net);
     let balanced_objective = loss.value(&z, &y, c) + cfg.lambda * balanced;
-    let chosen = match &cfg.patterns {
-        PatternSource::Sample(_) | PatternSource::Exact { .. } => {
-            conv_patterns(&cfg.patterns, &xs, cfg.seed)?.0
-        }
-        _ => {
-            return Err(CvxnnError::arg(
-                "patterns",
-                "certify takes exact or sampled patterns",
-            ))
-        }
-    };
-    let gates = design.net.gates.as_ref().unwrap_or(&design.net.hidden);
-    let own = (0..design.filters())
-        .filter(|&j| design.net.output_weights(j).iter().any(|a| *a != 0.0))
-        .map(|j| xs.matvec(gates.col(j)).iter().map(|&v| v >= 0.0).collect());
-    let (masks, added) = merge_patterns(&chosen, own);
-    if masks.is_empty() {
-        return Err(CvxnnError::arg(
-            "patterns",
-            "no activation pattern with an active patch",
-        ));
-    }
+    let (masks, added) = certify_masks(cfg, &xs, &design.net)?;
     let k = spec.shape.n_patches();
     let program = ConvProgram::new(&xs, k, &y, c, &masks, loss, meta.model, cfg.lambda)?;
     let sol = program.solve(&cfg.solver, None, progress)?;
@@ -1050,35 +1024,9 @@ fn certify_pooled(
     };
     let network_objective = design.objective_patches(&xs, &y, loss, cfg.lambda)?;
     let z = design.forward_patches(&xs)?;
-    let balanced: f64 = (0..design.filters())
-        .map(|j| {
-            crate::linalg::norm2(design.net.hidden.col(j))
-                * crate::linalg::norm2(design.net.output_weights(j))
-        })
-        .sum();
+    let balanced = balanced_penalty(&design.net);
     let balanced_objective = loss.value(&z, &y, 1) + cfg.lambda * balanced;
-    let chosen = match &cfg.patterns {
-        PatternSource::Sample(_) | PatternSource::Exact { .. } => {
-            conv_patterns(&cfg.patterns, &xs, cfg.seed)?.0
-        }
-        _ => {
-            return Err(CvxnnError::arg(
-                "patterns",
-                "certify takes exact or sampled patterns",
-            ))
-        }
-    };
-    let gates = design.net.gates.as_ref().unwrap_or(&design.net.hidden);
-    let own = (0..design.filters())
-        .filter(|&j| design.net.output_weights(j).iter().any(|a| *a != 0.0))
-        .map(|j| xs.matvec(gates.col(j)).iter().map(|&v| v >= 0.0).collect());
-    let (masks, added) = merge_patterns(&chosen, own);
-    if masks.is_empty() {
-        return Err(CvxnnError::arg(
-            "patterns",
-            "no activation pattern with an active patch",
-        ));
-    }
+    let (masks, added) = certify_masks(cfg, &xs, &design.net)?;
     let windows = pool.windows(&spec.shape)?;
     let k = spec.shape.n_patches();
     let program = AvgPoolProgram::new(
@@ -1126,6 +1074,45 @@ fn certify_pooled(
         target_scale,
     }
     .report(cfg, start))
+}
+
+/// `sum_j ||u_j|| ||alpha_j||`: the weight decay of `net` with every filter rescaled to balance
+/// its input and output norms (the convex program's penalty of the same network).
+fn balanced_penalty(net: &Network) -> f64 {
+    (0..net.neurons())
+        .map(|j| {
+            crate::linalg::norm2(net.hidden.col(j)) * crate::linalg::norm2(net.output_weights(j))
+        })
+        .sum()
+}
+
+/// The patterns a CNN certificate is over: `cfg.patterns` of the patch matrix `xs` plus the
+/// network's own (`1[Xs u_j >= 0]`, gated: `1[Xs g_j >= 0]`, filters with a non-zero output
+/// only), so the bound is below the given network; returns them with the count of own ones added.
+fn certify_masks(cfg: &CertifyConfig, xs: &Matrix, net: &Network) -> Result<(Masks, usize)> {
+    let chosen = match &cfg.patterns {
+        PatternSource::Sample(_) | PatternSource::Exact { .. } => {
+            conv_patterns(&cfg.patterns, xs, cfg.seed)?.0
+        }
+        _ => {
+            return Err(CvxnnError::arg(
+                "patterns",
+                "certify takes exact or sampled patterns",
+            ))
+        }
+    };
+    let gates = net.gates.as_ref().unwrap_or(&net.hidden);
+    let own = (0..net.neurons())
+        .filter(|&j| net.output_weights(j).iter().any(|a| *a != 0.0))
+        .map(|j| xs.matvec(gates.col(j)).iter().map(|&v| v >= 0.0).collect());
+    let (masks, added) = merge_patterns(&chosen, own);
+    if masks.is_empty() {
+        return Err(CvxnnError::arg(
+            "patterns",
+            "no activation pattern with an active patch",
+        ));
+    }
+    Ok((masks, added))
 }
 
 #[cfg(test)]

@@ -431,6 +431,40 @@ pub(crate) fn conv_patterns(
     }
 }
 
+/// Whose input shape a feature-column check compares the data with.
+#[derive(Clone, Copy)]
+pub(crate) enum ShapeOwner {
+    /// The `--input-shape` given for training (an error names `input-shape`).
+    Argument,
+    /// A saved model's input shape (an error names `data`).
+    Model,
+}
+
+/// Checks that `table` has the `needed` feature columns of the input shape `shape` (written
+/// `C,H,W`-style), with an error that names the file, both counts and whose shape it is.
+pub(crate) fn check_input_columns(
+    table: &Table,
+    shape: &str,
+    needed: usize,
+    owner: ShapeOwner,
+) -> Result<()> {
+    if table.features.ncols() == needed {
+        return Ok(());
+    }
+    let (argument, whose) = match owner {
+        ShapeOwner::Argument => ("input-shape", "the input shape"),
+        ShapeOwner::Model => ("data", "the model's input shape"),
+    };
+    Err(CvxnnError::arg(
+        argument,
+        format!(
+            "{} has {} feature columns, {whose} {shape} needs {needed}",
+            table.path.display(),
+            table.features.ncols()
+        ),
+    ))
+}
+
 /// The largest absolute value of `x` (1 when all are zero): the CNN's one feature scale.
 pub fn feature_scale(x: &Matrix) -> f64 {
     let max_abs = x.as_slice().iter().fold(0.0f64, |a, v| a.max(v.abs()));
@@ -502,18 +536,12 @@ pub fn train(
 ) -> Result<TrainOutput> {
     let start = std::time::Instant::now();
     check_config(cfg, decompose)?;
-    if table.features.ncols() != conv.shape.input_len() {
-        return Err(CvxnnError::arg(
-            "input-shape",
-            format!(
-                "{} has {} feature columns, the input shape {} needs {}",
-                table.path.display(),
-                table.features.ncols(),
-                conv.shape.describe(),
-                conv.shape.input_len()
-            ),
-        ));
-    }
+    check_input_columns(
+        table,
+        &conv.shape.describe(),
+        conv.shape.input_len(),
+        ShapeOwner::Argument,
+    )?;
     let data = prepare_training_data(
         table,
         cfg.task,
@@ -723,17 +751,12 @@ pub(crate) fn path_solves(
             ),
         ));
     }
-    if table.features.ncols() != conv.shape.input_len() {
-        return Err(CvxnnError::arg(
-            "input-shape",
-            format!(
-                "the data has {} feature columns, the input shape {} needs {}",
-                table.features.ncols(),
-                conv.shape.describe(),
-                conv.shape.input_len()
-            ),
-        ));
-    }
+    check_input_columns(
+        table,
+        &conv.shape.describe(),
+        conv.shape.input_len(),
+        ShapeOwner::Argument,
+    )?;
     let data = prepare_training_data(
         table,
         Some(task),
@@ -887,18 +910,12 @@ pub fn certify(
     let (Some(spec), Some(net)) = (&meta.conv, model.network.conv()) else {
         return Err(CvxnnError::arg("model", "not a CNN model"));
     };
-    if table.features.ncols() != spec.shape.input_len() {
-        return Err(CvxnnError::arg(
-            "data",
-            format!(
-                "{} has {} feature columns, the model's input shape {} needs {}",
-                table.path.display(),
-                table.features.ncols(),
-                spec.shape.describe(),
-                spec.shape.input_len()
-            ),
-        ));
-    }
+    check_input_columns(
+        table,
+        &spec.shape.describe(),
+        spec.shape.input_len(),
+        ShapeOwner::Model,
+    )?;
     let c = net.net.outputs;
     if c > 1
         && (0..net.filters()).any(|j| {
@@ -993,18 +1010,12 @@ fn certify_pooled(
             ),
         ));
     }
-    if table.features.ncols() != spec.shape.input_len() {
-        return Err(CvxnnError::arg(
-            "data",
-            format!(
-                "{} has {} feature columns, the model's input shape {} needs {}",
-                table.path.display(),
-                table.features.ncols(),
-                spec.shape.describe(),
-                spec.shape.input_len()
-            ),
-        ));
-    }
+    check_input_columns(
+        table,
+        &spec.shape.describe(),
+        spec.shape.input_len(),
+        ShapeOwner::Model,
+    )?;
     if !(spec.feature_scale.is_finite() && spec.feature_scale > 0.0) {
         return Err(CvxnnError::arg("model", "the feature scale must be > 0"));
     }

@@ -11,6 +11,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use crate::conv::{check_input_columns, feature_scale, scaled, ShapeOwner};
 use crate::data::{binary_class, patches, ClassLabels, ConvShape, Table, TargetColumn, Task};
 use crate::error::{CvxnnError, Result};
 use crate::estimator::{
@@ -243,18 +244,12 @@ pub fn train(
 ) -> Result<(Cnn3Model, Cnn3Report)> {
     let c = cfg;
     c.solver.validate()?;
-    if table.features.ncols() != c.shape.input_len() {
-        return Err(CvxnnError::arg(
-            "input-shape",
-            format!(
-                "{} has {} feature columns, the input shape {} needs {}",
-                table.path.display(),
-                table.features.ncols(),
-                c.shape.describe(),
-                c.shape.input_len()
-            ),
-        ));
-    }
+    check_input_columns(
+        table,
+        &c.shape.describe(),
+        c.shape.input_len(),
+        ShapeOwner::Argument,
+    )?;
     let data = prepare_training_data(
         table,
         c.task,
@@ -271,12 +266,8 @@ pub fn train(
             "the three-layer CNN takes one output (regression or binary)",
         ));
     }
-    let max_abs = data.x.as_slice().iter().fold(0.0f64, |a, v| a.max(v.abs()));
-    let feature_scale = if max_abs > 0.0 { max_abs } else { 1.0 };
-    let mut x = data.x.clone();
-    x.as_mut_slice()
-        .iter_mut()
-        .for_each(|v| *v /= feature_scale);
+    let feature_scale = feature_scale(&data.x);
+    let x = scaled(&data.x, feature_scale);
     let xs = patches(&x, &c.shape, c.bias)?;
     let k = c.shape.n_patches();
     let first = first_layer_masks(&c.patterns, &xs, c.seed)?;
@@ -397,18 +388,12 @@ pub fn certify(
     let start = std::time::Instant::now();
     check_model_certify(cfg)?;
     let meta = &model.meta;
-    if table.features.ncols() != meta.shape.input_len() {
-        return Err(CvxnnError::arg(
-            "data",
-            format!(
-                "{} has {} feature columns, the model's input shape {} needs {}",
-                table.path.display(),
-                table.features.ncols(),
-                meta.shape.describe(),
-                meta.shape.input_len()
-            ),
-        ));
-    }
+    check_input_columns(
+        table,
+        &meta.shape.describe(),
+        meta.shape.input_len(),
+        ShapeOwner::Model,
+    )?;
     if !(meta.feature_scale.is_finite() && meta.feature_scale > 0.0) {
         return Err(CvxnnError::arg("model", "the feature scale must be > 0"));
     }
@@ -420,10 +405,7 @@ pub fn certify(
         meta.target_scale,
         cfg,
     )?;
-    let mut x = table.features.select_rows(&idx);
-    x.as_mut_slice()
-        .iter_mut()
-        .for_each(|v| *v /= meta.feature_scale);
+    let x = scaled(&table.features.select_rows(&idx), meta.feature_scale);
     let xs = patches(&x, &meta.shape, meta.bias)?;
     let k = meta.shape.n_patches();
     // The network in the program's units: the inverse of the folding done at training.

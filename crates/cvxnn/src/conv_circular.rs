@@ -22,6 +22,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use crate::conv::{check_input_columns, feature_scale, scaled, ShapeOwner};
 use crate::data::{binary_class, ClassLabels, Table, TargetColumn, Task};
 use crate::error::{CvxnnError, Result};
 use crate::estimator::{
@@ -240,18 +241,18 @@ pub fn train(
         ));
     }
     cfg.solver.validate()?;
-    if cfg.len == 0 || table.features.ncols() != cfg.len {
+    if cfg.len == 0 {
         return Err(CvxnnError::arg(
             "input-shape",
-            format!(
-                "{} has {} feature columns, the input shape 1,{} needs {}",
-                table.path.display(),
-                table.features.ncols(),
-                cfg.len,
-                cfg.len
-            ),
+            "the signal length must be at least 1",
         ));
     }
+    check_input_columns(
+        table,
+        &format!("1,{}", cfg.len),
+        cfg.len,
+        ShapeOwner::Argument,
+    )?;
     let data = prepare_training_data(
         table,
         cfg.task,
@@ -268,12 +269,8 @@ pub fn train(
             "the circular CNN models take one output (regression or binary)",
         ));
     }
-    let max_abs = data.x.as_slice().iter().fold(0.0f64, |a, v| a.max(v.abs()));
-    let feature_scale = if max_abs > 0.0 { max_abs } else { 1.0 };
-    let mut x = data.x.clone();
-    x.as_mut_slice()
-        .iter_mut()
-        .for_each(|v| *v /= feature_scale);
+    let feature_scale = feature_scale(&data.x);
+    let x = scaled(&data.x, feature_scale);
     let (sol, network, network_objective, patterns, certificate) = match cfg.model {
         CircularKind::Relu => {
             let masks = match &cfg.patterns {
@@ -403,18 +400,12 @@ pub fn certify(
     let start = std::time::Instant::now();
     check_model_certify(cfg)?;
     let meta = &model.meta;
-    if table.features.ncols() != meta.len {
-        return Err(CvxnnError::arg(
-            "data",
-            format!(
-                "{} has {} feature columns, the model's signals (input 1,{}) need {}",
-                table.path.display(),
-                table.features.ncols(),
-                meta.len,
-                meta.len
-            ),
-        ));
-    }
+    check_input_columns(
+        table,
+        &format!("1,{}", meta.len),
+        meta.len,
+        ShapeOwner::Model,
+    )?;
     if !(meta.feature_scale.is_finite() && meta.feature_scale > 0.0) {
         return Err(CvxnnError::arg("model", "the feature scale must be > 0"));
     }
@@ -426,10 +417,7 @@ pub fn certify(
         meta.target_scale,
         cfg,
     )?;
-    let mut x = table.features.select_rows(&idx);
-    x.as_mut_slice()
-        .iter_mut()
-        .for_each(|v| *v /= meta.feature_scale);
+    let x = scaled(&table.features.select_rows(&idx), meta.feature_scale);
     let parts = match &model.network {
         CircularNetwork::Linear(net) => certify_linear(net, meta, &x, &y, loss, cfg, progress)?,
         CircularNetwork::Relu(net) => certify_relu(net, meta, &x, &y, loss, cfg, progress)?,

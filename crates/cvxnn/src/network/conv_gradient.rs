@@ -25,7 +25,7 @@ use faer::{Accum, MatMut, MatRef};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::gradient::{diverged, init_network, OptimizerState};
+use super::gradient::{check_step, finite_objective, init_network, OptimizerState};
 use super::{ConvNetwork, GradientSettings, NetworkGradient};
 use crate::data::ConvShape;
 use crate::error::{CvxnnError, Result};
@@ -293,12 +293,11 @@ pub fn train_conv_gradient(
     let mut grad_a = vec![0.0; m * c];
     let mut state = OptimizerState::new(s.optimizer, h * m, m * c);
     let record = |net: &ConvNetwork, epoch: usize| -> Result<f64> {
-        let obj = net.objective_patches(xs, y, loss, lambda)?;
-        if obj.is_finite() {
-            Ok(obj)
-        } else {
-            Err(diverged(s.learning_rate, epoch, obj))
-        }
+        finite_objective(
+            net.objective_patches(xs, y, loss, lambda)?,
+            s.learning_rate,
+            epoch,
+        )
     };
     let mut trace = vec![(0, record(&net, 0)?)];
     for epoch in 1..=s.epochs {
@@ -314,12 +313,7 @@ pub fn train_conv_gradient(
             &mut grad_u,
             &mut grad_a,
         );
-        let finite = fit.is_finite()
-            && grad_u.as_slice().iter().all(|v| v.is_finite())
-            && grad_a.iter().all(|v| v.is_finite());
-        if !finite {
-            return Err(diverged(s.learning_rate, epoch, fit));
-        }
+        check_step(fit, &grad_u, &grad_a, s.learning_rate, epoch)?;
         for (idx, g) in grad_a.iter_mut().enumerate() {
             if !feeds(idx) {
                 *g = 0.0;

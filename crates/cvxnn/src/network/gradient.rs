@@ -394,12 +394,7 @@ pub fn train_gradient_from(
                     &mut grad_a,
                 )
             };
-            let finite = fit.is_finite()
-                && grad_u.as_slice().iter().all(|v| v.is_finite())
-                && grad_a.iter().all(|v| v.is_finite());
-            if !finite {
-                return Err(diverged(s.learning_rate, epoch, fit));
-            }
+            check_step(fit, &grad_u, &grad_a, s.learning_rate, epoch)?;
             steps += 1;
             state.step(
                 s.learning_rate,
@@ -485,15 +480,38 @@ fn checked_objective(
     s: &GradientSettings,
     epoch: usize,
 ) -> Result<f64> {
-    let obj = net.objective(x, y, loss, lambda)?;
+    finite_objective(net.objective(x, y, loss, lambda)?, s.learning_rate, epoch)
+}
+
+/// `obj` when finite, else the "learning rate too large" error at `epoch`.
+pub(super) fn finite_objective(obj: f64, lr: f64, epoch: usize) -> Result<f64> {
     if obj.is_finite() {
         Ok(obj)
     } else {
-        Err(diverged(s.learning_rate, epoch, obj))
+        Err(diverged(lr, epoch, obj))
     }
 }
 
-pub(super) fn diverged(lr: f64, epoch: usize, value: f64) -> CvxnnError {
+/// Checks one step's fit value and gradients: a non-finite one means the learning rate made the
+/// iterates blow up, which the user fixes with a smaller `--lr`.
+pub(super) fn check_step(
+    fit: f64,
+    grad_u: &Matrix,
+    grad_a: &[f64],
+    lr: f64,
+    epoch: usize,
+) -> Result<()> {
+    let finite = fit.is_finite()
+        && grad_u.as_slice().iter().all(|v| v.is_finite())
+        && grad_a.iter().all(|v| v.is_finite());
+    if finite {
+        Ok(())
+    } else {
+        Err(diverged(lr, epoch, fit))
+    }
+}
+
+fn diverged(lr: f64, epoch: usize, value: f64) -> CvxnnError {
     CvxnnError::arg(
         "lr",
         format!(

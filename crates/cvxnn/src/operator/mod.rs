@@ -11,6 +11,7 @@ mod outputs;
 mod patch_sum;
 mod second_layer;
 mod window_sum;
+mod working_set;
 
 pub use arrangement::{ArrangementOperator, Layout};
 pub use dense::DenseMap;
@@ -23,6 +24,25 @@ pub use outputs::OutputBlocks;
 pub use patch_sum::PatchSum;
 pub use second_layer::SecondLayer;
 pub use window_sum::WindowSum;
+pub use working_set::{pooled_patterns, row_classes, WorkingSetMap};
+
+impl<M: LinearMap + ?Sized> LinearMap for &M {
+    fn n_vars(&self) -> usize {
+        (**self).n_vars()
+    }
+    fn image_len(&self) -> usize {
+        (**self).image_len()
+    }
+    fn apply(&self, x: &[f64], out: &mut [f64]) {
+        (**self).apply(x, out)
+    }
+    fn adjoint(&self, r: &[f64], out: &mut [f64]) {
+        (**self).adjoint(r, out)
+    }
+    fn norm_sq_estimate(&self, iters: usize) -> f64 {
+        (**self).norm_sq_estimate(iters)
+    }
+}
 
 /// A linear map `K` from variables (length [`LinearMap::n_vars`]) to an image (length
 /// [`LinearMap::image_len`]), with its adjoint. Results must not depend on the thread count.

@@ -253,6 +253,7 @@ impl<'a> AvgPoolProgram<'a> {
                 None,
                 settings,
                 None,
+                None,
                 progress,
             ),
         })

@@ -226,6 +226,7 @@ impl<'a> CircularReluProgram<'a> {
             None,
             settings,
             None,
+            None,
             progress,
         ))
     }

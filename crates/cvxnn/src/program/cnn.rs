@@ -7,22 +7,33 @@
 //! s.t. (2 D_ik - I) X_k v_i >= 0,  (2 D_ik - I) X_k w_i >= 0   for every k,
 //! ```
 //!
-//! and the gated variant drops the constraints. The operator is the arrangement operator of
-//! `Xs` (patterns over its `nK` rows) pooled by [`PatchSum`], so R-FISTA, the augmented
-//! Lagrangian and their dual bounds apply unchanged. The constraint rows are the rows of `Xs`
+//! and the gated variant drops the constraints. The predictions only need the pooled data
+//! `A_i = sum_k D_ik X_k` (`n x h` per pattern, [`pooled_patterns`]): the gated program is the
+//! group lasso on `A` (R-FISTA), and the ReLU program runs the augmented Lagrangian on `A` with
+//! a working set of the `nK` cone rows per group ([`WorkingSetMap`]), grown by the rows the
+//! iterates violate, so an iteration costs `O(n P h)` plus the working rows instead of a pass
+//! over all `nK x 2P` patch rows. The full operator (the arrangement operator of `Xs` pooled by
+//! [`PatchSum`]) evaluates objectives and violations. The constraint rows are the rows of `Xs`
 //! and the predictions sum a sample's patch rows, which is exactly what the dense program's
 //! Newton polish and KKT bound are written for ([`super::polish::FaceProgram`]): the augmented
 //! Lagrangian tries them on the faces it finds (one output).
+
+use std::collections::HashSet;
 
 use super::polish::{polish_and_certify, FaceProgram};
 use super::ModelKind;
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
-use crate::operator::{ArrangementOperator, Layout, LinearMap, OutputBlocks, PatchSum};
+use crate::operator::{
+    pooled_patterns, row_classes, ArrangementOperator, DenseMap, Layout, LinearMap, OutputBlocks,
+    PatchSum, WorkingSetMap,
+};
 use crate::patterns::Masks;
 use crate::penalty::GroupL2;
-use crate::solver::augmented_lagrangian::{relative_violation, solve_cone_constrained, PolishHook};
+use crate::solver::augmented_lagrangian::{
+    relative_violation, solve_cone_constrained, GrowHook, Grown, PolishHook,
+};
 use crate::solver::fista::{solve_group_lasso, ImageFunction, LossImage};
 use crate::solver::{Progress, Solution, SolverSettings};
 
@@ -242,7 +253,11 @@ impl<'a> ConvProgram<'a> {
         };
         Ok(match self.model {
             ModelKind::GatedRelu => solve_group_lasso(
-                &self.operator(Layout::Gated),
+                &OutputBlocks::new(
+                    DenseMap::new(pooled_patterns(self.xs, self.n, self.masks)),
+                    self.outputs,
+                    self.n,
+                ),
                 self.data(),
                 &self.penalty(),
                 x0,
@@ -250,22 +265,148 @@ impl<'a> ConvProgram<'a> {
                 None,
                 progress,
             ),
-            ModelKind::Relu => {
-                let hook = |x: &[f64]| polish_and_certify(self, x);
-                let hook = (self.outputs == 1).then_some(&hook as &PolishHook<'_>);
-                solve_cone_constrained(
-                    &self.operator(Layout::ReluConstrained),
-                    self.data(),
-                    &self.penalty(),
-                    x0,
-                    None,
-                    settings,
-                    hook,
-                    progress,
-                )
-            }
+            ModelKind::Relu => self.solve_working_set(settings, x0, progress),
         })
     }
+}
+
+/// Most violated rows per group one growth of the working set adds (`ROWS_PER_FEATURE * h`).
+const ROWS_PER_FEATURE: usize = 4;
+
+impl ConvProgram<'_> {
+    /// The ReLU program by the augmented Lagrangian on a working set of constraint rows
+    /// ([`WorkingSetMap`]): after every outer step, and before it may stop, each group's most
+    /// violated rows of the full program join the set (multipliers 0), so the solve ends only
+    /// when no row of the full program is violated beyond `tol`. Starts from the rows tight at a
+    /// warm start. Every dual bound met on the way is valid (the working-set program is a
+    /// relaxation); the polish hook (one output) and the returned violation use the full
+    /// program. Several outputs share the working rows.
+    fn solve_working_set(
+        &self,
+        settings: &SolverSettings,
+        x0: &[f64],
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Solution {
+        let classes = row_classes(self.xs);
+        let map = WorkingSetMap::new(self.xs, self.n, self.masks);
+        self.add_rows(&map, &classes, x0, RowChoice::Tight);
+        let hook = |x: &[f64]| polish_and_certify(self, x);
+        let grow = |x: &[f64], gamma: &mut Vec<f64>| {
+            let old = map.len();
+            let (added, scale) =
+                self.add_rows(&map, &classes, x, RowChoice::Violated(settings.tol));
+            if added > 0 {
+                *gamma = grown(gamma, old, map.len(), self.outputs);
+            }
+            Grown {
+                added: added > 0,
+                scale,
+            }
+        };
+        let mut sol = solve_cone_constrained(
+            &OutputBlocks::new(&map, self.outputs, self.n),
+            self.data(),
+            &self.penalty(),
+            x0,
+            None,
+            settings,
+            (self.outputs == 1).then_some(&hook as &PolishHook<'_>),
+            Some(&grow as &GrowHook<'_>),
+            progress,
+        );
+        sol.violation = self.violation(&sol.x).unwrap_or(f64::INFINITY);
+        // A feasible warm start that the budget did not improve on is the better answer.
+        if x0.iter().any(|v| *v != 0.0) {
+            let start = (self.violation(x0), self.objective(x0));
+            if let (Ok(v0), Ok(f0)) = start {
+                let worse = sol.violation > settings.tol.max(v0) || sol.objective > f0;
+                if v0 <= settings.tol && worse {
+                    sol.x = x0.to_vec();
+                    sol.objective = f0;
+                    sol.violation = v0;
+                }
+            }
+        }
+        sol
+    }
+
+    /// Adds rows of the full program to `map`: per non-zero group of `vars`, the rows tight
+    /// at it (`s_j x_j^T u <= 1e-6 max |x_j^T u|`), or its rows violated beyond `tol` times the
+    /// largest constraint value in size (at most [`ROWS_PER_FEATURE`] `h` per group, the worst
+    /// first). Returns how many were new and the largest constraint value in size.
+    fn add_rows(
+        &self,
+        map: &WorkingSetMap,
+        classes: &[usize],
+        vars: &[f64],
+        choice: RowChoice,
+    ) -> (usize, f64) {
+        let (d, p) = (self.xs.ncols(), self.masks.len());
+        // Every output's `h x 2P` block side by side; all outputs share the working rows.
+        let Some(u) = Matrix::from_col_major(d, 2 * p * self.outputs, vars.to_vec()) else {
+            return (0, 0.0);
+        };
+        let xu = self.xs.matmul(&u);
+        let scale = xu.as_slice().iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        let mut added = 0;
+        for column in 0..u.ncols() {
+            let g = column % (2 * p);
+            let i = g % p;
+            let col = xu.col(column);
+            let col_scale = col.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            if col_scale == 0.0 {
+                continue;
+            }
+            let sign = |j: usize| if self.masks.get(j, i) { 1.0 } else { -1.0 };
+            let mut picked: Vec<(f64, usize)> = match choice {
+                RowChoice::Tight => (0..col.len())
+                    .filter(|&j| sign(j) * col[j] <= 1e-6 * col_scale)
+                    .map(|j| (sign(j) * col[j], j))
+                    .collect(),
+                RowChoice::Violated(tol) => {
+                    let mut v: Vec<(f64, usize)> = (0..col.len())
+                        .map(|j| (sign(j) * col[j], j))
+                        .filter(|&(c, _)| c < -tol * scale)
+                        .collect();
+                    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    v
+                }
+            };
+            if let RowChoice::Violated(_) = choice {
+                // The worst rows, one per class (identical rows are one constraint).
+                let mut seen = HashSet::new();
+                picked.retain(|&(_, j)| seen.insert(classes[j]));
+                picked.truncate(ROWS_PER_FEATURE * d);
+            }
+            for (_, j) in picked {
+                if map.add(g, classes[j], sign(j), &self.xs.row(j)) {
+                    added += 1;
+                }
+            }
+        }
+        (added, scale)
+    }
+}
+
+/// Multipliers of `outputs` blocks of `old` working rows laid out for `new` rows per block
+/// (each block's new rows come last, with multiplier 0).
+fn grown(gamma: &[f64], old: usize, new: usize, outputs: usize) -> Vec<f64> {
+    let mut out = vec![0.0; new * outputs];
+    if old > 0 {
+        for (k, block) in gamma.chunks_exact(old).take(outputs).enumerate() {
+            out[k * new..k * new + old].copy_from_slice(block);
+        }
+    }
+    out
+}
+
+/// Which rows [`ConvProgram::add_rows`] adds.
+#[derive(Clone, Copy)]
+enum RowChoice {
+    /// Rows tight at a warm start.
+    Tight,
+    /// The worst rows violated beyond the relative tolerance.
+    Violated(f64),
 }
 
 impl FaceProgram for ConvProgram<'_> {

@@ -271,6 +271,7 @@ impl<'a> Cnn3Program<'a> {
             None,
             settings,
             None,
+            None,
             progress,
         ))
     }

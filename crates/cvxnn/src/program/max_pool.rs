@@ -328,6 +328,7 @@ impl<'a> MaxPoolProgram<'a> {
             None,
             settings,
             None,
+            None,
             progress,
         ))
     }

@@ -509,6 +509,7 @@ impl<'a> TwoLayerProgram<'a> {
             multipliers,
             settings,
             hook,
+            None,
             progress,
         )
     }

@@ -449,4 +449,7 @@ impl FaceProgram for ConvProgram<'_> {
     fn violation(&self, vars: &[f64]) -> Result<f64> {
         ConvProgram::violation(self, vars)
     }
+    fn stop_blocked_steps(&self) -> bool {
+        true
+    }
 }

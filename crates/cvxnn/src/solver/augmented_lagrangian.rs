@@ -197,6 +197,8 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
     // to the whole program's constraint values.
     let mut floor = 0.0f64;
     let mut grow_every = FIRST_GROW;
+    let mut next_polish = 0usize;
+    let mut best_polished: Option<Solution> = None;
     let mut best_dual = f64::NEG_INFINITY;
     if let Some(g) = grow {
         floor = g(&x, &mut gamma).scale;
@@ -219,6 +221,9 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
                     return certified(p, best_dual, 0, start, trace, multipliers, progress);
                 }
                 best_dual = best_dual.max(p.dual_bound);
+                if grow.is_some() && p.violation <= settings.tol {
+                    best_polished = Some(p.clone());
+                }
                 if p.objective <= data.value(&img[..n]) + penalty.value(x0) {
                     x = p.x;
                 }
@@ -315,11 +320,32 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
                 _ => break Status::Converged,
             }
         }
-        if let Some(hook) = polish.filter(|_| last.violation <= POLISH_BELOW) {
+        if let Some(hook) =
+            polish.filter(|_| last.violation <= POLISH_BELOW && total >= next_polish)
+        {
             // A polished point whose certificate meets the tolerance ends the solve.
-            if let Some(p) = hook(&x).filter(|p| p.relative_gap() <= settings.tol) {
+            let polished = hook(&x);
+            if let Some(p) = polished
+                .clone()
+                .filter(|p| p.relative_gap() <= settings.tol)
+            {
                 let multipliers = Multipliers { gamma, rho };
                 return certified(p, best_dual, total, start, trace, multipliers, progress);
+            }
+            if grow.is_some() {
+                // Its KKT bound projects on every row of the full program (seconds on digits):
+                // after a failed try, wait as many iterations as were run before it. The
+                // point and its bound stay valid.
+                next_polish = 2 * total;
+                if let Some(p) = polished.filter(|p| p.violation <= settings.tol) {
+                    best_dual = best_dual.max(p.dual_bound);
+                    if best_polished
+                        .as_ref()
+                        .is_none_or(|b| p.objective < b.objective)
+                    {
+                        best_polished = Some(p);
+                    }
+                }
             }
         }
         if out.numerical_error {
@@ -347,6 +373,16 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
             floor = g(&x, &mut gamma).scale;
         }
     };
+    // A working-set solve that ran out of budget returns its best feasible polished point when
+    // the last iterate is infeasible or worse.
+    if let Some(b) = best_polished.filter(|b| {
+        status != Status::Converged
+            && (last.violation > settings.tol || last.objective > b.objective)
+    }) {
+        x = b.x;
+        last.objective = b.objective;
+        last.violation = b.violation;
+    }
     Solution {
         x,
         status,

@@ -315,11 +315,11 @@ impl ConvProgram<'_> {
             progress,
         );
         sol.violation = self.violation(&sol.x).unwrap_or(f64::INFINITY);
-        // A feasible warm start that the budget did not improve on is the better answer.
+        // A feasible warm start that the budget did not improve on is the better answer (the
+        // solver itself only knows the polished points' full feasibility, not the start's).
         if x0.iter().any(|v| *v != 0.0) {
-            let start = (self.violation(x0), self.objective(x0));
-            if let (Ok(v0), Ok(f0)) = start {
-                let worse = sol.violation > settings.tol.max(v0) || sol.objective > f0;
+            if let (Ok(v0), Ok(f0)) = (self.violation(x0), self.objective(x0)) {
+                let worse = sol.violation > settings.tol || sol.objective > f0;
                 if v0 <= settings.tol && worse {
                     sol.x = x0.to_vec();
                     sol.objective = f0;
@@ -358,10 +358,9 @@ impl ConvProgram<'_> {
                 continue;
             }
             let sign = |j: usize| if self.masks.get(j, i) { 1.0 } else { -1.0 };
-            let mut picked: Vec<(f64, usize)> = match choice {
+            let picked: Vec<usize> = match choice {
                 RowChoice::Tight => (0..col.len())
                     .filter(|&j| sign(j) * col[j] <= 1e-6 * col_scale)
-                    .map(|j| (sign(j) * col[j], j))
                     .collect(),
                 RowChoice::Violated(tol) => {
                     let mut v: Vec<(f64, usize)> = (0..col.len())
@@ -369,16 +368,16 @@ impl ConvProgram<'_> {
                         .filter(|&(c, _)| c < -tol * scale)
                         .collect();
                     v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    v
+                    // The worst rows, one per class (identical rows are one constraint).
+                    let mut seen = HashSet::new();
+                    v.into_iter()
+                        .map(|(_, j)| j)
+                        .filter(|&j| seen.insert(classes[j]))
+                        .take(ROWS_PER_FEATURE * d)
+                        .collect()
                 }
             };
-            if let RowChoice::Violated(_) = choice {
-                // The worst rows, one per class (identical rows are one constraint).
-                let mut seen = HashSet::new();
-                picked.retain(|&(_, j)| seen.insert(classes[j]));
-                picked.truncate(ROWS_PER_FEATURE * d);
-            }
-            for (_, j) in picked {
+            for j in picked {
                 if map.add(g, classes[j], sign(j), &self.xs.row(j)) {
                     added += 1;
                 }

@@ -298,11 +298,11 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
             }
             let grown = g(&x, &mut gamma);
             floor = grown.scale;
-            if grown.added {
-                grow_every = GROW_EVERY;
-                continue;
-            }
-            grow_every *= 2;
+            grow_every = if grown.added {
+                GROW_EVERY
+            } else {
+                2 * grow_every
+            };
             continue;
         }
         if !out.stopped {
@@ -324,20 +324,13 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
             polish.filter(|_| last.violation <= POLISH_BELOW && total >= next_polish)
         {
             // A polished point whose certificate meets the tolerance ends the solve.
-            let polished = hook(&x);
-            if let Some(p) = polished
-                .clone()
-                .filter(|p| p.relative_gap() <= settings.tol)
-            {
-                let multipliers = Multipliers { gamma, rho };
-                return certified(p, best_dual, total, start, trace, multipliers, progress);
-            }
-            if grow.is_some() {
-                // Its KKT bound projects on every row of the full program (seconds on digits):
-                // after a failed try, wait as many iterations as were run before it. The
-                // point and its bound stay valid.
-                next_polish = 2 * total;
-                if let Some(p) = polished.filter(|p| p.violation <= settings.tol) {
+            match hook(&x) {
+                Some(p) if p.relative_gap() <= settings.tol => {
+                    let multipliers = Multipliers { gamma, rho };
+                    return certified(p, best_dual, total, start, trace, multipliers, progress);
+                }
+                // A working-set solve keeps the point and its bound (both valid).
+                Some(p) if grow.is_some() && p.violation <= settings.tol => {
                     best_dual = best_dual.max(p.dual_bound);
                     if best_polished
                         .as_ref()
@@ -346,6 +339,12 @@ pub fn solve_cone_constrained<M: LinearMap + ?Sized>(
                         best_polished = Some(p);
                     }
                 }
+                _ => {}
+            }
+            if grow.is_some() {
+                // Its KKT bound projects on every row of the full program (seconds on digits):
+                // after a failed try, wait as many iterations as were run before it.
+                next_polish = 2 * total;
             }
         }
         if out.numerical_error {

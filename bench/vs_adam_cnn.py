@@ -17,7 +17,11 @@ Network (DESIGN section 2), identical on both sides::
 on features divided by one global scale ``s`` = the largest absolute training pixel (what cvxnn
 does), logistic loss on +-1 labels (binary) or softmax cross-entropy (multiclass, ``a_j`` in
 R^c). cvxnn's multiclass CNN connects each filter to one class (the separate-output program);
-Adam trains the dense ``Linear(m, c)`` head, a superset of that architecture.
+Adam trains the dense ``Linear(m, c)`` head, a superset of that architecture. Cases with
+``--pool avg:S`` / ``--pool max:S`` replace the sum by ``AvgPool2d(S)`` / ``MaxPool2d(S)`` over
+the ``a`` windows and ``a_j`` by ``a_j in R^a`` (``Linear(m a, 1)``, the exported layout); cvxnn
+solves the per-window program (each filter feeds one window, a sub-architecture), Adam trains
+the full one.
 
 1. cvxnn: ``cvxnn train --data train.csv --test-fraction 0 --input-shape 1,8,8 --kernel K
    --lambda L --out DIR --force --json --quiet`` plus the case's arguments; from ``report.json``:
@@ -99,15 +103,30 @@ def read_safetensors(path: Path) -> dict:
     return out
 
 
-def forward(x, w, b, head, gate_w=None, gate_b=None, stride=1):
-    """Conv (1 channel in, 8x8) -> (gated) ReLU -> sum pooling -> head (c, m)."""
+def forward(x, w, b, head, gate_w=None, gate_b=None, stride=1, pool=None):
+    """Conv (1 channel in, 8x8) -> (gated) ReLU -> pooling -> head.
+
+    ``pool`` None: sum pooling, head (c, m). ``("avg"|"max", S)``: AvgPool2d/MaxPool2d(S) then
+    Flatten (channel-major), head (c, m a) as cvxnn exports it.
+    """
     pre = torch.nn.functional.conv2d(x, w, b, stride=stride)
     if gate_w is None:
         act = torch.relu(pre)
     else:
         act = (torch.nn.functional.conv2d(x, gate_w, gate_b, stride=stride) >= 0).to(pre.dtype) * pre
-    pooled = act.sum(dim=(2, 3))
+    if pool is None:
+        pooled = act.sum(dim=(2, 3))
+    elif pool[0] == "avg":
+        pooled = torch.nn.functional.avg_pool2d(act, pool[1]).flatten(1)
+    else:
+        pooled = torch.nn.functional.max_pool2d(act, pool[1]).flatten(1)
     return pooled @ head.T
+
+
+def parse_pool(case_args):
+    """``--pool avg:S|max:S`` of a case, or None (sum pooling)."""
+    m = re.search(r"--pool\s+(avg|max):(\d+)", case_args)
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 def objective(z, y, task, lam, w, b, head):
@@ -156,7 +175,7 @@ def run_cvxnn(args, case_args, task, train_csv, test_csv, work):
             "weights": read_safetensors(out / "model.safetensors"), "pred": pred_labels}
 
 
-def crosscheck(res, x_train, y_train, task, lam, stride):
+def crosscheck(res, x_train, y_train, task, lam, stride, pool):
     """Objective of cvxnn's saved network, recomputed here on the scaled features."""
     wts, meta = res["weights"], res["meta"]
     s = meta["feature_scale"]
@@ -164,18 +183,20 @@ def crosscheck(res, x_train, y_train, task, lam, stride):
     w = wts["0.weight"] * s  # filters on raw features -> on features / s
     b = wts.get("0.bias", torch.zeros(w.shape[0], dtype=torch.float64))
     head_name = [n for n in wts if n.endswith(".weight") and n not in ("0.weight", "gate.weight")]
-    head = wts[head_name[0]] / k  # the Linear weight holds alpha * K (average pooling)
+    head = wts[head_name[0]]
+    if pool is None:
+        head = head / k  # the Linear weight holds alpha * K (global average pooling)
     if "target_scale" in meta and task != "multiclass":
         head = head / meta["target_scale"]
     gw = wts.get("gate.weight")
     gb = wts.get("gate.bias")
     if gw is not None:
         gw = gw * s
-    z = forward(x_train, w, b, head, gw, gb, stride)
+    z = forward(x_train, w, b, head, gw, gb, stride, pool)
     return objective(z, y_train, task, lam, w, b, head).item()
 
 
-def adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, target_obj, stride):
+def adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, target_obj, stride, pool):
     runs = []
     torch.set_num_threads(args.threads)
     for width in sorted({max(m, 1) * k for k in args.width_factors}):
@@ -186,14 +207,19 @@ def adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, target_obj, stride):
             w = ((torch.rand(width, 1, *[int(v) for v in args.kernel.split("x")],
                              generator=g, dtype=torch.float64) * 2 - 1) * bw).requires_grad_()
             b = ((torch.rand(width, generator=g, dtype=torch.float64) * 2 - 1) * bw).requires_grad_()
-            head = ((torch.rand(c, width, generator=g, dtype=torch.float64) * 2 - 1)
-                    / np.sqrt(width)).requires_grad_()
+            # Linear(m a, c) after local pooling (a windows), Linear(m, c) after sum pooling.
+            k = int(args.kernel.split("x")[0])
+            side = (8 - k) // stride + 1
+            windows = 1 if pool is None else (side // pool[1]) ** 2
+            fan = width * windows
+            head = ((torch.rand(c, fan, generator=g, dtype=torch.float64) * 2 - 1)
+                    / np.sqrt(fan)).requires_grad_()
             opt = torch.optim.Adam([w, b, head], lr=lr)
             t0 = time.perf_counter()
             reached, best, final = None, float("inf"), float("inf")
             for epoch in range(args.epochs):
                 opt.zero_grad()
-                f = objective(forward(x_tr, w, b, head, stride=stride), y_tr, task, args.lam, w, b, head)
+                f = objective(forward(x_tr, w, b, head, stride=stride, pool=pool), y_tr, task, args.lam, w, b, head)
                 f.backward()
                 opt.step()
                 val = f.item()
@@ -204,8 +230,8 @@ def adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, target_obj, stride):
                     reached = time.perf_counter() - t0
             secs = time.perf_counter() - t0
             with torch.no_grad():
-                final = objective(forward(x_tr, w, b, head, stride=stride), y_tr, task, args.lam, w, b, head).item()
-                acc = accuracy(forward(x_te, w, b, head, stride=stride), y_te, task)
+                final = objective(forward(x_tr, w, b, head, stride=stride, pool=pool), y_tr, task, args.lam, w, b, head).item()
+                acc = accuracy(forward(x_te, w, b, head, stride=stride, pool=pool), y_te, task)
             runs.append({"width": width, "lr": lr, "final": final, "best": best,
                          "seconds": secs, "test_acc": acc, "reached_cvxnn_s": reached})
     return runs
@@ -275,7 +301,8 @@ def main():
                 continue
             rep = res["report"]
             stride = int(re.search(r"--stride\s+(\d+)", case_args).group(1)) if "--stride" in case_args else 1
-            ours = crosscheck(res, x_tr, y_tr, task, args.lam, stride)
+            pool = parse_pool(case_args)
+            ours = crosscheck(res, x_tr, y_tr, task, args.lam, stride, pool)
             rel = abs(ours - rep["network_objective"]) / abs(rep["network_objective"])
             entry["crosscheck"] = {"torch": ours, "cvxnn": rep["network_objective"], "rel": rel}
             if not rel <= args.crosscheck_rtol:
@@ -292,7 +319,8 @@ def main():
                 f"| {task} | cvxnn `{case_args}` ({rep['status']}) | {m} | "
                 f"{rep['network_objective']:.5e} | {rep['relative_gap']:.1e} | {acc:.4f} | "
                 f"{res['wall']:.1f} | - |")
-            runs = adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, rep["network_objective"], stride)
+            runs = adam_runs(args, m, c, x_tr, y_tr, x_te, y_te, task, rep["network_objective"],
+                             stride, pool)
             entry["adam"] = runs
             for r in runs:
                 reached = f"{r['reached_cvxnn_s']:.1f}" if r["reached_cvxnn_s"] is not None else "never"

@@ -407,8 +407,9 @@ fn cnn_local_pooling_train_predict_info() {
     let data = digits_binary_subset(&dir, 100);
     for (model, pool, extra, exact) in [
         ("cnn-gated-relu", "avg:2", "--patterns 8 --tol 1e-4", true),
-        // The augmented Lagrangian needs ~11k iterations (4 s) at 1e-3, ~50k at 1e-4.
-        ("cnn-relu", "max:2", "--patterns 4 --tol 1e-3", false),
+        // On its working set of rows the augmented Lagrangian needs ~19k iterations (1.8 s,
+        // release) at 1e-5; at 1e-3 its violation (1e-3) moves the rebuilt objective by 2e-5.
+        ("cnn-relu", "max:2", "--patterns 4 --tol 1e-5", false),
     ] {
         let out_dir = dir.join(&format!("{model}-{}", &pool[..3]));
         let out = run(
@@ -426,10 +427,7 @@ fn cnn_local_pooling_train_predict_info() {
         assert!(num(&r, "dual_bound") <= num(&r, "objective"));
         let rel =
             (num(&r, "objective") - num(&r, "network_objective")).abs() / num(&r, "objective");
-        assert!(
-            rel <= 1e-5,
-            "{model} {pool}: rebuilt objective off by {rel}"
-        );
+        assert!(rel <= 1e-8, "{model} {pool}: rebuilt objective off by {rel}");
         let meta: Value = serde_json::from_str(
             &std::fs::read_to_string(out_dir.join("model.json")).expect("model.json"),
         )

@@ -34,6 +34,35 @@ impl<'a> MaxPoolWindow<'a> {
     pub fn n_patterns(&self) -> usize {
         self.states.len().checked_div(self.n).unwrap_or(0)
     }
+
+    /// `[M_1 .. M_P]` (`n x P h`): row `j` of `M_i` is the argmax patch `x_jt*` of pattern `i`
+    /// when sample `j` is on, else 0 (the predictions are `sum_i M_i (v_i - w_i)`).
+    pub fn pooled(&self) -> Matrix {
+        let (n, h, p) = (self.n, self.x.ncols(), self.n_patterns());
+        let mut m = Matrix::zeros(n, p * h);
+        for i in 0..p {
+            for j in 0..n {
+                if let Some(t) = (self.states[i * n + j] as usize).checked_sub(1) {
+                    for c in 0..h {
+                        m.set(j, i * h + c, self.x.get(t * n + j, c));
+                    }
+                }
+            }
+        }
+        m
+    }
+
+    /// Constraint row of pattern `i`, sample `j`, slot `t` (the row whose product with a
+    /// column of pattern `i` is that slot's value in the image).
+    pub fn constraint_row(&self, i: usize, j: usize, t: usize) -> Vec<f64> {
+        let (n, h) = (self.n, self.x.ncols());
+        let patch = |k: usize| (0..h).map(move |c| self.x.get(k * n + j, c));
+        match (self.states[i * n + j] as usize).checked_sub(1) {
+            None => patch(t).map(|v| -v).collect(),
+            Some(top) if top == t => patch(t).collect(),
+            Some(top) => patch(top).zip(patch(t)).map(|(a, b)| a - b).collect(),
+        }
+    }
 }
 
 impl LinearMap for MaxPoolWindow<'_> {
@@ -157,5 +186,43 @@ mod tests {
             (lhs - rhs).abs() <= 1e-9 * lhs.abs().max(1.0),
             "{lhs} vs {rhs}"
         );
+    }
+
+    #[test]
+    fn pooled_rows_and_constraint_rows_reproduce_the_image() {
+        let (n, s, h) = (3, 3, 2);
+        let x = Matrix::from_fn(s * n, h, |i, j| ((i * 13 + j * 7) % 11) as f64 / 3.0 - 1.5);
+        // Two patterns: every state kind (off, on at each slot).
+        let states = [1u16, 0, 3, 2, 3, 0];
+        let op = MaxPoolWindow::new(&x, &states, n, s);
+        let p = op.n_patterns();
+        let v: Vec<f64> = (0..op.n_vars())
+            .map(|i| ((i * 5) % 7) as f64 - 3.0)
+            .collect();
+        let mut img = vec![0.0; op.image_len()];
+        op.apply(&v, &mut img);
+        let pooled = op.pooled();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        for (j, &want) in img.iter().enumerate().take(n) {
+            let got: f64 = (0..p)
+                .map(|i| {
+                    let row: Vec<f64> = (0..h).map(|c| pooled.get(j, i * h + c)).collect();
+                    let u = &v[i * h..(i + 1) * h];
+                    let w = &v[(p + i) * h..(p + i + 1) * h];
+                    dot(&row, u) - dot(&row, w)
+                })
+                .sum();
+            assert!((got - want).abs() <= 1e-12, "{got} vs {want}");
+        }
+        for g in 0..2 * p {
+            for j in 0..n {
+                for t in 0..s {
+                    let row = op.constraint_row(g % p, j, t);
+                    let got = dot(&row, &v[g * h..(g + 1) * h]);
+                    let want = img[n + (g * n + j) * s + t];
+                    assert!((got - want).abs() <= 1e-12, "{got} vs {want}");
+                }
+            }
+        }
     }
 }

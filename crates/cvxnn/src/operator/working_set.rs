@@ -45,10 +45,17 @@ impl WorkingSetMap {
     /// The map of `xs` (`nK x h`, row `k * n + j` is patch `k` of sample `j`) over `masks`, with
     /// an empty working set.
     pub fn new(xs: &Matrix, n: usize, masks: &Masks) -> Self {
+        Self::from_pooled(pooled_patterns(xs, n, masks), masks.len())
+    }
+
+    /// The map whose predictions are `pooled` (`n x Ph`, pattern `i`'s `n x h` block at
+    /// columns `i h ..`) applied to `v - w`, with an empty working set (rows of any kind: the
+    /// max-pooling program's are differences of patches).
+    pub fn from_pooled(pooled: Matrix, p: usize) -> Self {
         WorkingSetMap {
-            pooled: pooled_patterns(xs, n, masks),
-            d: xs.ncols(),
-            p: masks.len(),
+            d: pooled.ncols().checked_div(p).unwrap_or(0),
+            pooled,
+            p,
             rows: RwLock::new(WorkingRows::default()),
         }
     }
@@ -68,8 +75,8 @@ impl WorkingSetMap {
         self.len() == 0
     }
 
-    /// Adds row `s x` (`x` of class `class`, see [`row_classes`]) for group `g` at the end;
-    /// false when an identical one is already there.
+    /// Adds row `s x` for group `g` at the end; false when one of the same `class` (see
+    /// [`row_classes`]; any key that names the row) and sign is already there.
     pub fn add(&self, g: usize, class: usize, sign: f64, x: &[f64]) -> bool {
         let mut rows = self.rows.write().unwrap_or_else(PoisonError::into_inner);
         if !rows.members.insert((g, class, sign > 0.0)) {

@@ -22,15 +22,18 @@
 //! bound for the full one is the gated program over ALL patterns of the patch matrix (every ReLU
 //! filter is a gated one whose gate is itself), see `docs/theory.md`.
 
+use super::working_set::{max_abs, regrow, RowChoice, RowSearch};
 use super::ModelKind;
 use crate::data::{window_masks, window_patches};
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
-use crate::operator::{ArrangementOperator, Layout, LinearMap, PatchSum, WindowSum};
+use crate::operator::{ArrangementOperator, Layout, LinearMap, PatchSum, WindowSum, WorkingSetMap};
 use crate::patterns::Masks;
 use crate::penalty::{GroupL2, NuclearNorm, Regularizer};
-use crate::solver::augmented_lagrangian::{relative_violation, solve_cone_constrained};
+use crate::solver::augmented_lagrangian::{
+    relative_violation, solve_cone_constrained, GrowHook, Grown,
+};
 use crate::solver::fista::{solve_group_lasso, ImageFunction, LossImage};
 use crate::solver::{Progress, Solution, SolverSettings};
 
@@ -245,17 +248,74 @@ impl<'a> AvgPoolProgram<'a> {
                 None,
                 progress,
             ),
-            ModelKind::Relu => solve_cone_constrained(
-                &self.operator(Layout::ReluConstrained),
-                self.data(),
-                &GroupL2::new(self.lambda, self.filter_len()),
-                &x0,
-                None,
-                settings,
-                None,
-                None,
-                progress,
-            ),
+            ModelKind::Relu => self.solve_working_set(settings, &x0, progress),
         })
+    }
+
+    /// The per-window ReLU program by the augmented Lagrangian on a working set of each
+    /// window's cone rows (as [`super::ConvProgram`]'s: every search adds each group's most
+    /// violated rows of the full program, the solve ends only when none is violated beyond
+    /// `tol`, and every dual bound on the way is valid for the full program).
+    fn solve_working_set(
+        &self,
+        settings: &SolverSettings,
+        x0: &[f64],
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Solution {
+        let searches: Vec<RowSearch<'_>> = self
+            .xw
+            .iter()
+            .zip(&self.mw)
+            .map(|(x, m)| RowSearch::new(x, m))
+            .collect();
+        let op = WindowSum::new(
+            searches.iter().map(|s| s.map(self.n)).collect(),
+            self.n,
+            1.0 / self.window_len as f64,
+        );
+        let block = x0.len() / self.windows();
+        for ((search, map), start) in searches.iter().zip(op.windows()).zip((0..).step_by(block)) {
+            if let Some(xu) = search.values(&x0[start..start + block]) {
+                search.add(map, &xu, 0.0, RowChoice::Tight);
+            }
+        }
+        let grow = |x: &[f64], gamma: &mut Vec<f64>| {
+            let values: Vec<Matrix> = searches
+                .iter()
+                .zip(x.chunks_exact(block))
+                .filter_map(|(s, xb)| s.values(xb))
+                .collect();
+            let scale = values
+                .iter()
+                .fold(0.0f64, |a, v| a.max(max_abs(v.as_slice())));
+            let old: Vec<usize> = op.windows().iter().map(WorkingSetMap::len).collect();
+            let added: usize = searches
+                .iter()
+                .zip(op.windows())
+                .zip(&values)
+                .map(|((s, map), xu)| s.add(map, xu, scale, RowChoice::Violated(settings.tol)))
+                .sum();
+            if added > 0 {
+                let new: Vec<usize> = op.windows().iter().map(WorkingSetMap::len).collect();
+                *gamma = regrow(gamma, 0, &old, &new);
+            }
+            Grown {
+                added: added > 0,
+                scale,
+            }
+        };
+        let mut sol = solve_cone_constrained(
+            &op,
+            self.data(),
+            &GroupL2::new(self.lambda, self.filter_len()),
+            x0,
+            None,
+            settings,
+            None,
+            Some(&grow as &GrowHook<'_>),
+            progress,
+        );
+        sol.violation = self.violation(&sol.x).unwrap_or(f64::INFINITY);
+        sol
     }
 }

@@ -10,7 +10,7 @@
 //! and the gated variant drops the constraints. The predictions only need the pooled data
 //! `A_i = sum_k D_ik X_k` (`n x h` per pattern, [`pooled_patterns`]): the gated program is the
 //! group lasso on `A` (R-FISTA), and the ReLU program runs the augmented Lagrangian on `A` with
-//! a working set of the `nK` cone rows per group ([`WorkingSetMap`]), grown by the rows the
+//! a working set of the `nK` cone rows per group ([`crate::operator::WorkingSetMap`]), grown by the rows the
 //! iterates violate, so an iteration costs `O(n P h)` plus the working rows instead of a pass
 //! over all `nK x 2P` patch rows. The full operator (the arrangement operator of `Xs` pooled by
 //! [`PatchSum`]) evaluates objectives and violations. The constraint rows are the rows of `Xs`
@@ -18,16 +18,14 @@
 //! Newton polish and KKT bound are written for ([`super::polish::FaceProgram`]): the augmented
 //! Lagrangian tries them on the faces it finds (one output).
 
-use std::collections::HashSet;
-
 use super::polish::{polish_and_certify, FaceProgram};
+use super::working_set::{max_abs, regrow, RowChoice, RowSearch};
 use super::ModelKind;
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
 use crate::operator::{
-    pooled_patterns, row_classes, ArrangementOperator, DenseMap, Layout, LinearMap, OutputBlocks,
-    PatchSum, WorkingSetMap,
+    pooled_patterns, ArrangementOperator, DenseMap, Layout, LinearMap, OutputBlocks, PatchSum,
 };
 use crate::patterns::Masks;
 use crate::penalty::GroupL2;
@@ -270,33 +268,39 @@ impl<'a> ConvProgram<'a> {
     }
 }
 
-/// Most violated rows per group one growth of the working set adds (`ROWS_PER_FEATURE * h`).
-const ROWS_PER_FEATURE: usize = 4;
-
 impl ConvProgram<'_> {
     /// The ReLU program by the augmented Lagrangian on a working set of constraint rows
-    /// ([`WorkingSetMap`]): after every outer step, and before it may stop, each group's most
-    /// violated rows of the full program join the set (multipliers 0), so the solve ends only
-    /// when no row of the full program is violated beyond `tol`. Starts from the rows tight at a
-    /// warm start. Every dual bound met on the way is valid (the working-set program is a
-    /// relaxation); the polish hook (one output) and the returned violation use the full
-    /// program. Several outputs share the working rows.
+    /// ([`crate::operator::WorkingSetMap`]): every search ([`GrowHook`]) adds each group's most violated rows of
+    /// the full program (multipliers 0), so the solve ends only when no row of the full program
+    /// is violated beyond `tol`. Starts from the rows tight at a warm start. Every dual bound
+    /// met on the way is valid (the working-set program is a relaxation); the polish hook (one
+    /// output) and the returned violation use the full program. Several outputs share the
+    /// working rows.
     fn solve_working_set(
         &self,
         settings: &SolverSettings,
         x0: &[f64],
         progress: &mut dyn FnMut(&Progress),
     ) -> Solution {
-        let classes = row_classes(self.xs);
-        let map = WorkingSetMap::new(self.xs, self.n, self.masks);
-        self.add_rows(&map, &classes, x0, RowChoice::Tight);
+        let search = RowSearch::new(self.xs, self.masks);
+        let map = search.map(self.n);
+        if let Some(xu) = search.values(x0) {
+            search.add(&map, &xu, 0.0, RowChoice::Tight);
+        }
         let hook = |x: &[f64]| polish_and_certify(self, x);
         let grow = |x: &[f64], gamma: &mut Vec<f64>| {
+            let Some(xu) = search.values(x) else {
+                return Grown {
+                    added: false,
+                    scale: 0.0,
+                };
+            };
             let old = map.len();
-            let (added, scale) =
-                self.add_rows(&map, &classes, x, RowChoice::Violated(settings.tol));
+            let scale = max_abs(xu.as_slice());
+            let added = search.add(&map, &xu, scale, RowChoice::Violated(settings.tol));
             if added > 0 {
-                *gamma = grown(gamma, old, map.len(), self.outputs);
+                let c = self.outputs;
+                *gamma = regrow(gamma, 0, &vec![old; c], &vec![map.len(); c]);
             }
             Grown {
                 added: added > 0,
@@ -329,83 +333,6 @@ impl ConvProgram<'_> {
         }
         sol
     }
-
-    /// Adds rows of the full program to `map`: per non-zero group of `vars`, the rows tight
-    /// at it (`s_j x_j^T u <= 1e-6 max |x_j^T u|`), or its rows violated beyond `tol` times the
-    /// largest constraint value in size (at most [`ROWS_PER_FEATURE`] `h` per group, the worst
-    /// first). Returns how many were new and the largest constraint value in size.
-    fn add_rows(
-        &self,
-        map: &WorkingSetMap,
-        classes: &[usize],
-        vars: &[f64],
-        choice: RowChoice,
-    ) -> (usize, f64) {
-        let (d, p) = (self.xs.ncols(), self.masks.len());
-        // Every output's `h x 2P` block side by side; all outputs share the working rows.
-        let Some(u) = Matrix::from_col_major(d, 2 * p * self.outputs, vars.to_vec()) else {
-            return (0, 0.0);
-        };
-        let xu = self.xs.matmul(&u);
-        let scale = xu.as_slice().iter().fold(0.0f64, |a, v| a.max(v.abs()));
-        let mut added = 0;
-        for column in 0..u.ncols() {
-            let g = column % (2 * p);
-            let i = g % p;
-            let col = xu.col(column);
-            let col_scale = col.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            if col_scale == 0.0 {
-                continue;
-            }
-            let sign = |j: usize| if self.masks.get(j, i) { 1.0 } else { -1.0 };
-            let picked: Vec<usize> = match choice {
-                RowChoice::Tight => (0..col.len())
-                    .filter(|&j| sign(j) * col[j] <= 1e-6 * col_scale)
-                    .collect(),
-                RowChoice::Violated(tol) => {
-                    let mut v: Vec<(f64, usize)> = (0..col.len())
-                        .map(|j| (sign(j) * col[j], j))
-                        .filter(|&(c, _)| c < -tol * scale)
-                        .collect();
-                    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    // The worst rows, one per class (identical rows are one constraint).
-                    let mut seen = HashSet::new();
-                    v.into_iter()
-                        .map(|(_, j)| j)
-                        .filter(|&j| seen.insert(classes[j]))
-                        .take(ROWS_PER_FEATURE * d)
-                        .collect()
-                }
-            };
-            for j in picked {
-                if map.add(g, classes[j], sign(j), &self.xs.row(j)) {
-                    added += 1;
-                }
-            }
-        }
-        (added, scale)
-    }
-}
-
-/// Multipliers of `outputs` blocks of `old` working rows laid out for `new` rows per block
-/// (each block's new rows come last, with multiplier 0).
-fn grown(gamma: &[f64], old: usize, new: usize, outputs: usize) -> Vec<f64> {
-    let mut out = vec![0.0; new * outputs];
-    if old > 0 {
-        for (k, block) in gamma.chunks_exact(old).take(outputs).enumerate() {
-            out[k * new..k * new + old].copy_from_slice(block);
-        }
-    }
-    out
-}
-
-/// Which rows [`ConvProgram::add_rows`] adds.
-#[derive(Clone, Copy)]
-enum RowChoice {
-    /// Rows tight at a warm start.
-    Tight,
-    /// The worst rows violated beyond the relative tolerance.
-    Violated(f64),
 }
 
 impl FaceProgram for ConvProgram<'_> {

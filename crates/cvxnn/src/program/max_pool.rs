@@ -15,14 +15,17 @@
 
 use std::collections::HashSet;
 
+use super::working_set::{max_abs, pick_rows, regrow, RowChoice};
 use super::ModelKind;
 use crate::data::window_patches;
 use crate::error::{CvxnnError, Result};
 use crate::linalg::Matrix;
 use crate::loss::LossKind;
-use crate::operator::{LinearMap, MaxPoolWindow, WindowSum};
+use crate::operator::{LinearMap, MaxPoolWindow, WindowSum, WorkingSetMap};
 use crate::penalty::GroupL2;
-use crate::solver::augmented_lagrangian::{relative_violation, solve_cone_constrained};
+use crate::solver::augmented_lagrangian::{
+    relative_violation, solve_cone_constrained, GrowHook, Grown,
+};
 use crate::solver::fista::{ImageFunction, LossImage};
 use crate::solver::{Progress, Solution, SolverSettings};
 
@@ -320,16 +323,87 @@ impl<'a> MaxPoolProgram<'a> {
             }
             None => vec![0.0; self.n_vars()],
         };
-        Ok(solve_cone_constrained(
-            &self.operator(),
+        Ok(self.solve_working_set(settings, &x0, progress))
+    }
+
+    /// The augmented Lagrangian on a working set of each window's constraint rows (as
+    /// [`super::ConvProgram`]'s: every search adds each column's most violated rows of the full
+    /// program, the solve ends only when none is violated beyond `tol`, and every dual bound
+    /// on the way is valid for the full program).
+    fn solve_working_set(
+        &self,
+        settings: &SolverSettings,
+        x0: &[f64],
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Solution {
+        let full = self.operator();
+        let windows = full.windows();
+        let op = WindowSum::new(
+            windows
+                .iter()
+                .map(|w| WorkingSetMap::from_pooled(w.pooled(), w.n_patterns()))
+                .collect(),
+            self.n,
+            1.0,
+        );
+        // Each window's full constraint values at `x`, and the largest in size over all.
+        let values = |x: &[f64]| -> (Vec<Vec<f64>>, f64) {
+            let mut start = 0;
+            let cons: Vec<Vec<f64>> = windows
+                .iter()
+                .map(|w| {
+                    let mut img = vec![0.0; w.image_len()];
+                    w.apply(&x[start..start + w.n_vars()], &mut img);
+                    start += w.n_vars();
+                    img.split_off(self.n)
+                })
+                .collect();
+            let scale = cons.iter().fold(0.0f64, |a, c| a.max(max_abs(c)));
+            (cons, scale)
+        };
+        let h = self.filter_len();
+        let add = |x: &[f64], choice: RowChoice| -> (usize, f64) {
+            let (cons, scale) = values(x);
+            let mut added = 0;
+            for ((w, map), c) in windows.iter().zip(op.windows()).zip(&cons) {
+                let p = w.n_patterns();
+                for (g, col) in c.chunks_exact(self.n * self.s).enumerate() {
+                    // Slot `j s + t` of column `g` (pattern `g % p`); rows are named by slot.
+                    for r in pick_rows(col, |r| r, scale, choice, h) {
+                        let row = w.constraint_row(g % p, r / self.s, r % self.s);
+                        if map.add(g, r, 1.0, &row) {
+                            added += 1;
+                        }
+                    }
+                }
+            }
+            (added, scale)
+        };
+        add(x0, RowChoice::Tight);
+        let grow = |x: &[f64], gamma: &mut Vec<f64>| {
+            let old: Vec<usize> = op.windows().iter().map(WorkingSetMap::len).collect();
+            let (added, scale) = add(x, RowChoice::Violated(settings.tol));
+            if added > 0 {
+                let new: Vec<usize> = op.windows().iter().map(WorkingSetMap::len).collect();
+                *gamma = regrow(gamma, 0, &old, &new);
+            }
+            Grown {
+                added: added > 0,
+                scale,
+            }
+        };
+        let mut sol = solve_cone_constrained(
+            &op,
             self.data(),
             &self.penalty(),
-            &x0,
+            x0,
             None,
             settings,
             None,
-            None,
+            Some(&grow as &GrowHook<'_>),
             progress,
-        ))
+        );
+        sol.violation = self.violation(&sol.x).unwrap_or(f64::INFINITY);
+        sol
     }
 }

@@ -50,6 +50,7 @@ mod linear_sdp;
 mod max_pool;
 pub mod polish;
 mod two_layer;
+mod working_set;
 
 pub use avg_pool::AvgPoolProgram;
 pub use burer_monteiro::{

@@ -427,7 +427,10 @@ fn cnn_local_pooling_train_predict_info() {
         assert!(num(&r, "dual_bound") <= num(&r, "objective"));
         let rel =
             (num(&r, "objective") - num(&r, "network_objective")).abs() / num(&r, "objective");
-        assert!(rel <= 1e-8, "{model} {pool}: rebuilt objective off by {rel}");
+        assert!(
+            rel <= 1e-8,
+            "{model} {pool}: rebuilt objective off by {rel}"
+        );
         let meta: Value = serde_json::from_str(
             &std::fs::read_to_string(out_dir.join("model.json")).expect("model.json"),
         )
